@@ -1,0 +1,1 @@
+"""Torch modules (training only): entropy models, layers and models, split as in CompressAI."""

@@ -1,0 +1,3 @@
+from .factorized import EntropyBottleneck
+
+__all__ = ["EntropyBottleneck"]

@@ -1,0 +1,1 @@
+"""Torch-free point-cloud pipeline pieces: preprocessing, file reading, encoder/classifier runtimes."""

@@ -1,0 +1,1 @@
+"""Training and export (needs torch: ``pip install splitinfer[train]``)."""

@@ -1,0 +1,244 @@
+"""Train the point-cloud codec: loss = bits + lambda * cross-entropy (REFERENCE.md section 1).
+
+Two modes share one loop:
+- end to end: encoder, gain, entropy bottleneck and classifier all learn (random P-point subset
+  of every cloud each epoch, anisotropic scale augmentation);
+- ``freeze_encoder``: a warm-started encoder trunk is frozen and its max-pooled features are cached
+  for a few random subsets, so a new rate point (gain, entropy model, classifier) trains in minutes.
+
+Every epoch is logged to ``log.jsonl``; ``last.pt`` allows resuming; ``best.pt`` holds the best
+validation loss; the wall time is accumulated across resumes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..nn.models import PointCloudCodec
+from ..pointcloud import data as mn40
+from ..pointcloud.preprocess import normalize
+
+
+@dataclass
+class TrainConfig:
+    size: str = "micro"
+    points: int = 1024
+    lmbda: float = 1000.0
+    data: str | None = None
+    out: str = "runs/pointcloud"
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    aux_lr: float = 0.05
+    patience: int = 15
+    val_fraction: float = 0.1
+    seed: int = 0
+    warm_start: str | None = None
+    freeze_encoder: bool = False
+    feature_views: int = 4
+    feature_cache: str | None = None  # .pt file shared by rate points of one frozen trunk
+    augment: bool = True
+    max_batches: int | None = None  # cap per epoch (smoke tests)
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _subset(points: np.ndarray, count: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
+    """Random ``count``-point subset of every cloud, optionally anisotropically scaled, renormalised."""
+    n = points.shape[1]
+    idx = np.argsort(rng.random((len(points), n)), axis=1)[:, :count]
+    out = np.take_along_axis(points, idx[:, :, None], axis=1)
+    if augment:
+        out = out * rng.uniform(0.8, 1.25, size=(len(points), 1, 3)).astype(np.float32)
+        out = np.stack([normalize(c) for c in out])
+    return out.astype(np.float32)
+
+
+def _fixed_subset(points: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """The evaluation subset: the same preprocessing the torch-free pipeline applies."""
+    from ..pointcloud.preprocess import preprocess_batch
+    return preprocess_batch(points, count, seed)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        points, labels = mn40.load_split(cfg.data, "train")
+        tr, va = mn40.train_val_split(labels, cfg.val_fraction, cfg.seed)
+        self.train_points, self.train_labels = points[tr], labels[tr]
+        self.val_points = _fixed_subset(points[va], cfg.points, seed=0)
+        self.val_labels = labels[va]
+        self.classes = mn40.load_classes(cfg.data)
+        self.model = PointCloudCodec(cfg.size, len(self.classes))
+        if cfg.warm_start:
+            state = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)["model"]
+            missing = self.model.load_state_dict(state, strict=False)
+            print(f"warm start from {cfg.warm_start}: {missing}")
+        eb = self.model.entropy_bottleneck
+        main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")
+                and not (cfg.freeze_encoder and n.startswith("encoder."))]
+        self.opt = torch.optim.Adam(main, lr=cfg.lr)
+        self.aux_opt = torch.optim.Adam([eb.quantiles], lr=cfg.aux_lr)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=0.5, patience=5)
+        self.epoch, self.best, self.stale, self.wall = 0, math.inf, 0, 0.0
+        self.features = None
+        if (self.out / "last.pt").exists():
+            self._resume(self.out / "last.pt")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "aux_opt": self.aux_opt.state_dict(), "sched": self.sched.state_dict(),
+                "epoch": self.epoch, "best": self.best, "stale": self.stale, "wall": self.wall,
+                "config": asdict(self.cfg), "classes": self.classes,
+                "rng": self.rng.bit_generator.state}
+
+    def _resume(self, path: Path) -> None:
+        s = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.aux_opt.load_state_dict(s["aux_opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.epoch, self.best, self.stale, self.wall = s["epoch"], s["best"], s["stale"], s["wall"]
+        self.rng.bit_generator.state = s["rng"]
+        print(f"resumed {path} at epoch {self.epoch}")
+
+    def _save(self, name: str) -> None:
+        tmp = self.out / f"{name}.tmp"
+        torch.save(self._state(), tmp)
+        tmp.replace(self.out / name)
+
+    # -- data ---------------------------------------------------------------------------------
+    def _cache_features(self) -> None:
+        """Frozen trunk: max-pooled features of ``feature_views`` random subsets of every cloud."""
+        cache = Path(self.cfg.feature_cache) if self.cfg.feature_cache else None
+        if cache and cache.exists():
+            self.features = torch.load(cache)
+            return
+        enc = self.model.encoder.eval()
+        views = []
+        with torch.no_grad():
+            for _ in tqdm(range(self.cfg.feature_views), desc="caching features"):
+                pts = _subset(self.train_points, self.cfg.points, self.rng, self.cfg.augment)
+                feats = [enc(torch.from_numpy(pts[i:i + 256]).transpose(1, 2))
+                         for i in range(0, len(pts), 256)]
+                views.append(torch.cat(feats))
+        self.features = views
+        if cache:
+            torch.save(views, cache)
+
+    def _batches(self):
+        n = len(self.train_labels)
+        order = self.rng.permutation(n)
+        if self.features is not None:
+            view = self.features[self.epoch % len(self.features)]
+        else:
+            pts = _subset(self.train_points, self.cfg.points, self.rng, self.cfg.augment)
+        bs = self.cfg.batch_size
+        for k, i in enumerate(range(0, n - bs + 1, bs)):
+            if self.cfg.max_batches and k >= self.cfg.max_batches:
+                break
+            idx = order[i:i + bs]
+            labels = torch.from_numpy(self.train_labels[idx])
+            if self.features is not None:
+                yield view[idx], labels
+            else:
+                yield torch.from_numpy(pts[idx]), labels
+
+    def _forward(self, x: torch.Tensor) -> dict:
+        if self.features is None:
+            return self.model(x)
+        m = self.model
+        y = m.gain(x)
+        _, likelihoods = m.entropy_bottleneck(y)
+        from ..nn.layers import ste_round
+        y_hat = ste_round(y) if m.training else torch.round(y)
+        return {"y": y, "likelihoods": likelihoods, "logits": m.classifier(y_hat),
+                "bits": -torch.log2(likelihoods).sum(dim=(1, 2))}
+
+    # -- loop ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        logits, bits = [], []
+        for i in range(0, len(self.val_labels), 256):
+            out = self.model(torch.from_numpy(self.val_points[i:i + 256]))
+            logits.append(out["logits"])
+            bits.append(out["bits"])
+        logits, bits = torch.cat(logits), torch.cat(bits)
+        labels = torch.from_numpy(self.val_labels)
+        ce = F.cross_entropy(logits, labels).item()
+        rate = bits.mean().item()
+        return {"val_loss": rate + self.cfg.lmbda * ce, "val_bits": rate, "val_ce": ce,
+                "val_accuracy": (logits.argmax(1) == labels).float().mean().item()}
+
+    def train_epoch(self) -> dict:
+        self.model.train()
+        if self.cfg.freeze_encoder:
+            self.model.encoder.eval()
+        totals = {"loss": 0.0, "bits": 0.0, "ce": 0.0, "aux": 0.0}
+        n = 0
+        steps = len(self.train_labels) // self.cfg.batch_size
+        if self.cfg.max_batches:
+            steps = min(steps, self.cfg.max_batches)
+        bar = tqdm(self._batches(), total=steps, desc=f"epoch {self.epoch + 1}", leave=False)
+        for x, labels in bar:
+            out = self._forward(x)
+            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
+            self.opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            aux = self.model.entropy_bottleneck.aux_loss()
+            self.aux_opt.zero_grad()
+            aux.backward()
+            self.aux_opt.step()
+            for k, v in zip(totals, (loss, rate, ce, aux)):
+                totals[k] += float(v.detach())
+            n += 1
+            bar.set_postfix(bits=f"{float(rate):.1f}", ce=f"{float(ce):.3f}")
+        return {k: v / max(n, 1) for k, v in totals.items()}
+
+    def fit(self) -> dict:
+        if self.cfg.freeze_encoder:
+            self._cache_features()
+        log = open(self.out / "log.jsonl", "a")
+        record: dict = {}
+        while self.epoch < self.cfg.epochs and self.stale < self.cfg.patience:
+            t0 = time.time()
+            train = self.train_epoch()
+            val = self.validate()
+            self.epoch += 1
+            self.wall += time.time() - t0
+            self.sched.step(val["val_loss"])
+            improved = val["val_loss"] < self.best
+            self.best = min(self.best, val["val_loss"])
+            self.stale = 0 if improved else self.stale + 1
+            record = {"epoch": self.epoch, **train, **val, "lr": self.opt.param_groups[0]["lr"],
+                      "wall_s": round(self.wall, 1)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(f"epoch {self.epoch}: bits {val['val_bits']:.1f} acc {val['val_accuracy']:.4f} "
+                  f"loss {val['val_loss']:.2f} ({self.wall:.0f}s)", flush=True)
+            if improved:
+                self._save("best.pt")
+            self._save("last.pt")
+        return record
+
+
+def train(cfg: TrainConfig) -> dict:
+    return Trainer(cfg).fit()
