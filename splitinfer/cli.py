@@ -12,7 +12,7 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
-                      augment=not a.no_augment, max_batches=a.max_batches, threads=a.threads)
+                      augment=not a.no_augment, plain=a.plain, max_batches=a.max_batches, threads=a.threads)
     train(cfg)
     return 0
 
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze-encoder", action="store_true", help="train gain, entropy model and classifier only")
     t.add_argument("--feature-cache", help="with --freeze-encoder: cache of pooled trunk features")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--plain", action="store_true",
+                   help="uncompressed PointNet (no quantization, no rate): the input-compression baselines' classifier")
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train_pointcloud)

@@ -44,6 +44,7 @@ class TrainConfig:
     warm_start: str | None = None
     freeze_encoder: bool = False
     feature_views: int = 4
+    plain: bool = False  # no quantization, no rate: the uncompressed PointNet baseline
     feature_cache: str | None = None  # .pt file shared by rate points of one frozen trunk
     augment: bool = True
     max_batches: int | None = None  # cap per epoch (smoke tests)
@@ -83,7 +84,7 @@ class Trainer:
         self.val_points = _fixed_subset(points[va], cfg.points, seed=0)
         self.val_labels = labels[va]
         self.classes = mn40.load_classes(cfg.data)
-        self.model = PointCloudCodec(cfg.size, len(self.classes))
+        self.model = PointCloudCodec(cfg.size, len(self.classes), plain=cfg.plain)
         if cfg.warm_start:
             state = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)["model"]
             missing = self.model.load_state_dict(state, strict=False)
@@ -132,7 +133,7 @@ class Trainer:
         enc = self.model.encoder.eval()
         views = []
         with torch.no_grad():
-            for _ in tqdm(range(self.cfg.feature_views), desc="caching features"):
+            for _ in tqdm(range(self.cfg.feature_views), desc="caching features", disable=None):
                 pts = _subset(self.train_points, self.cfg.points, self.rng, self.cfg.augment)
                 feats = [enc(torch.from_numpy(pts[i:i + 256]).transpose(1, 2))
                          for i in range(0, len(pts), 256)]
@@ -164,6 +165,8 @@ class Trainer:
             return self.model(x)
         m = self.model
         y = m.gain(x)
+        if m.plain:
+            return {"y": y, "logits": m.classifier(y), "bits": torch.zeros(len(y))}
         _, likelihoods = m.entropy_bottleneck(y)
         from ..nn.layers import ste_round
         y_hat = ste_round(y) if m.training else torch.round(y)
@@ -195,7 +198,8 @@ class Trainer:
         steps = len(self.train_labels) // self.cfg.batch_size
         if self.cfg.max_batches:
             steps = min(steps, self.cfg.max_batches)
-        bar = tqdm(self._batches(), total=steps, desc=f"epoch {self.epoch + 1}", leave=False)
+        bar = tqdm(self._batches(), total=steps, desc=f"epoch {self.epoch + 1}", leave=False,
+                   disable=None, mininterval=2)
         for x, labels in bar:
             out = self._forward(x)
             loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
@@ -210,7 +214,7 @@ class Trainer:
             for k, v in zip(totals, (loss, rate, ce, aux)):
                 totals[k] += float(v.detach())
             n += 1
-            bar.set_postfix(bits=f"{float(rate):.1f}", ce=f"{float(ce):.3f}")
+            bar.set_postfix(bits=f"{float(rate.detach()):.1f}", ce=f"{float(ce.detach()):.3f}")
         return {k: v / max(n, 1) for k, v in totals.items()}
 
     def fit(self) -> dict:

@@ -103,9 +103,10 @@ def chamfer_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class PointCloudCodec(nn.Module):
     """Encoder + gain + entropy bottleneck + classifier, trained on bits + lambda * CE."""
 
-    def __init__(self, size: str, classes: int = 40):
+    def __init__(self, size: str, classes: int = 40, plain: bool = False):
         super().__init__()
         self.size = size
+        self.plain = plain  # uncompressed baseline: classify y itself, no rate term
         spec = ENCODER_SPECS[size]
         self.encoder = PointEncoder(size)
         self.gain = Gain(spec.channels, 10.0)
@@ -122,6 +123,8 @@ class PointCloudCodec(nn.Module):
 
     def forward(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
         y = self.analysis(points)
+        if self.plain:
+            return {"y": y, "logits": self.classifier(y), "bits": torch.zeros(len(y))}
         _, likelihoods = self.entropy_bottleneck(y)  # noisy proxy while training
         y_hat = ste_round(y) if self.training else torch.round(y)
         logits = self.classifier(y_hat)
