@@ -17,6 +17,41 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
     return 0
 
 
+def _export_pointcloud(a: argparse.Namespace) -> int:
+    from .training.export import export_pointcloud
+    out = export_pointcloud(a.checkpoint, a.name, a.models, a.version)
+    print(out)
+    return 0
+
+
+def _eval_pointcloud(a: argparse.Namespace) -> int:
+    from .pointcloud.evaluate import evaluate, write_json
+    from .repository import ModelRepository
+    r = evaluate(a.model, a.data, ModelRepository(a.models), limit=a.limit, seed=a.seed)
+    if a.json:
+        write_json(r, a.json)
+    print(f"{r['model']}: accuracy {r['accuracy']:.4f} on {r['count']} clouds, "
+          f"{r['bits_mean']:.1f} bits/cloud real ({r['estimated_bits_mean']:.1f} estimated, "
+          f"+{r['container_bits_mean'] - r['bits_mean']:.0f} container header), "
+          f"round trip exact: {r['roundtrip_exact_all']}, "
+          f"encode {r['encode_ms_mean']:.2f} ms, decode {r['decode_ms_mean']:.2f} ms per cloud")
+    return 0
+
+
+def _models_list(a: argparse.Namespace) -> int:
+    import json
+    from .repository import ModelRepository
+    rows = [c.summary() for c in ModelRepository(a.models).list()]
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    cols = ["name", "version", "task", "size", "points", "lambda", "test_accuracy", "bits_mean"]
+    print("  ".join(f"{c:>14}" for c in cols))
+    for r in rows:
+        print("  ".join(f"{(f'{r[c]:.3f}' if isinstance(r[c], float) else str(r[c])):>14}" for c in cols))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="splitinfer", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,7 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train_pointcloud)
+
+    ex = sub.add_parser("export", help="export a trained model to the repository (needs torch)")
+    e = ex.add_subparsers(dest="task", required=True).add_parser("pointcloud")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--name", required=True)
+    e.add_argument("--version", type=int, default=1)
+    e.add_argument("--models", default="models")
+    e.set_defaults(func=_export_pointcloud)
+
+    ev = sub.add_parser("eval", help="evaluate on real bitstreams (torch-free)")
+    e = ev.add_subparsers(dest="task", required=True).add_parser("pointcloud")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True, help="npz with points [N,P0,3] and labels, or a folder of them")
+    e.add_argument("--json", help="write the full result (per-cloud bits and times) here")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--seed", type=int, default=0, help="point sampling seed")
+    e.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
+    e.set_defaults(func=_eval_pointcloud)
+
+    mo = sub.add_parser("models", help="the model repository").add_subparsers(dest="action", required=True)
+    m = mo.add_parser("list", help="list models")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--models")
+    m.set_defaults(func=_models_list)
+
+    for register in _plugins():
+        register(sub)
     return p
+
+
+def _plugins():
+    """Subcommands that live with their component (serve, stream, demo, bench, ...)."""
+    from cloud_server.cli import register as serve  # argparse only: grpc loads when run
+    from edge_client.cli import register as stream
+    from .bench import register as bench
+    from .demo import register as demo
+    yield from (serve, stream, demo, bench)
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

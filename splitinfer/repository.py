@@ -15,11 +15,7 @@ from typing import Any
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "models"
 
 
-class UnknownModel(KeyError):
-    """No model of that name (and version) in the repository."""
-
-    def __str__(self) -> str:  # KeyError quotes its message otherwise
-        return str(self.args[0])
+from .codec.container import UnknownModel  # noqa: E402  (one error type for "no such model")
 
 
 @dataclass(frozen=True)

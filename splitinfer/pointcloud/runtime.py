@@ -49,7 +49,7 @@ class PointCloudModel:
         """Entropy-code one y_hat (C,) into a container."""
         payload = encode(np.asarray(y_hat, np.int32), self.tables)
         return Container(model_id=self.name, kind=PayloadKind.POINTCLOUD_LATENT,
-                         shape=(self.channels,), payload=payload).pack()
+                         shape=(self.channels,), payloads=(payload,)).pack()
 
     def encode(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> container bytes: preprocess, ONNX encoder, range coding."""

@@ -54,6 +54,22 @@ def load_checkpoint(path: str | Path) -> tuple[PointCloudCodec, dict]:
     return model.eval(), state
 
 
+def run_wall_time(checkpoint: str | Path) -> dict:
+    """Epochs and wall time of the whole run (last.pt), and including its warm-start chain."""
+    def last(ckpt: Path) -> dict:
+        p = ckpt.parent / "last.pt"
+        return torch.load(p if p.exists() else ckpt, map_location="cpu", weights_only=False)
+
+    s = last(Path(checkpoint))
+    own, total, warm = s["wall"], s["wall"], s["config"].get("warm_start")
+    while warm and Path(warm).exists():
+        w = last(Path(warm))
+        total += w["wall"]
+        warm = w["config"].get("warm_start")
+    return {"epochs": s["epoch"], "wall_time_s": round(own, 1),
+            "wall_time_with_warm_start_s": round(total, 1)}
+
+
 def _onnx(module: nn.Module, example: torch.Tensor, path: Path, inp: str, out: str) -> None:
     torch.onnx.export(module, (example,), str(path), input_names=[inp], output_names=[out],
                       dynamic_axes={inp: {0: "batch"}, out: {0: "batch"}}, opset_version=17,
@@ -93,11 +109,12 @@ def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "m
         "training": {
             "data": "ModelNet40 train split minus a stratified "
                     f"{cfg['val_fraction']:.0%} validation split (seed {cfg['seed']})",
-            "epochs": state["epoch"], "wall_time_s": round(state["wall"], 1),
+            **run_wall_time(checkpoint), "best_epoch": state["epoch"],
             "warm_start": cfg.get("warm_start"), "freeze_encoder": cfg.get("freeze_encoder"),
             "recipe": recipe, "torch": torch.__version__,
         },
         "metrics": previous.get("metrics", {}),
+        "onnx_torch_parity": sample_parity(checkpoint, out / "encoder.onnx", P),
     }
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     return out
@@ -134,3 +151,15 @@ def export_plain(checkpoint: str | Path, path: str | Path) -> Path:
                           dynamic_axes={"points": {0: "batch", 1: "points"}, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
     return path
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
+
+
+def sample_parity(checkpoint: str | Path, encoder_onnx: str | Path, points: int) -> dict:
+    """ONNX vs torch encoder on the bundled sample (preprocessed as at the edge)."""
+    from ..pointcloud.preprocess import preprocess_batch
+    with np.load(SAMPLE) as f:
+        x = preprocess_batch(f["points"], points, seed=0)
+    bad = onnx_torch_parity(checkpoint, encoder_onnx, x)
+    return {"clouds": len(x), "mismatched_symbols": bad, "data": "splitinfer/data/sample_modelnet40.npz"}

@@ -1,0 +1,42 @@
+"""Torch-free codec core: CDF tables, range coding (constriction) and the SPLT container."""
+from .container import (
+    FORMAT_VERSION,
+    MAGIC,
+    BadMagic,
+    BitstreamError,
+    Container,
+    CorruptPayload,
+    InvalidHeader,
+    PayloadKind,
+    TrailingData,
+    TruncatedBitstream,
+    UnknownModel,
+    UnsupportedVersion,
+    check_model,
+    check_shape,
+)
+from .entropy_coder import decode, encode, encoded_bits
+from .tables import CdfTables, escape_payload_bits, quantize_pmf
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BadMagic",
+    "BitstreamError",
+    "CdfTables",
+    "Container",
+    "CorruptPayload",
+    "InvalidHeader",
+    "PayloadKind",
+    "TrailingData",
+    "TruncatedBitstream",
+    "UnknownModel",
+    "UnsupportedVersion",
+    "check_model",
+    "check_shape",
+    "decode",
+    "encode",
+    "encoded_bits",
+    "escape_payload_bits",
+    "quantize_pmf",
+]

@@ -1,0 +1,257 @@
+"""Range coding of one latent symbol vector under :class:`CdfTables` (constriction 0.5).
+
+Bitstream (details and rationale in ``docs/bitstream.md``):
+
+1. Categorical part. Channels are grouped by their row length ``lengths[c] + 1`` (ascending;
+   channels ascending within a group) and each group is coded with one batched
+   ``constriction.stream.model.Categorical(perfect=False)`` call. Within a row the most
+   probable entry (first argmax) is moved to index 0, the others keep their order. The integer
+   frequency ``f`` (at ``precision`` bits) is passed as the float64 weight
+   ``f * 2**(24 - precision) - 1``; constriction's fast quantizer at its 24-bit precision then
+   reproduces exactly ``f / 2**precision`` for every entry (the weights sum to
+   ``2**24 - row_length`` so its scale factor is exactly 1.0). Rows of length 1 (channels with
+   no in-range symbol) are deterministic and not coded.
+2. Escape part, for channels whose value was out of range, in channel order: first every
+   escape header (one ``Uniform(64)`` symbol: ``32 * below + n``), then every mantissa (the
+   ``n`` low bits of ``m``, as ``Uniform(2**(n-16))`` high part and ``Uniform(2**16)`` low part
+   when ``n > 16``, else one ``Uniform(2**n)``; nothing when ``n == 0``).
+3. The 32-bit words are written big-endian and the byte string is cut to the shortest
+   prefix (or prefix plus one in its last byte) that still decodes to the same symbols when the
+   decoder zero-pads it; a result never ends in a 0x00 byte.
+"""
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+
+from .container import BitstreamError, CorruptPayload
+from .tables import MAX_PRECISION, CdfTables, escape_magnitudes
+
+__all__ = ["decode", "encode", "encoded_bits"]
+
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_UNIFORM = constriction.stream.model.Uniform()
+_MODEL_PRECISION = 24  # constriction's DefaultRangeEncoder model precision
+_HEADER_SIZE = 64
+_CHUNK_BITS = 16
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+assert MAX_PRECISION <= _MODEL_PRECISION
+
+
+class _Plan:
+    """Per-tables data shared by encoder and decoder (built once, cached on the tables)."""
+
+    def __init__(self, tables: CdfTables):
+        f = tables.freqs.astype(np.int64)
+        lengths = tables.lengths.astype(np.int64)
+        self.low = tables.offsets.astype(np.int64)
+        self.lengths = lengths
+        self.high = self.low + lengths
+        rl = lengths + 1
+        width = f.shape[1]
+        used = np.arange(width)[None, :] < rl[:, None]
+        self.mode = (np.argmax(np.where(used, f, -1), axis=1).astype(np.int64)
+                     if tables.channels else np.zeros(0, np.int64))
+        scale = float(1 << (_MODEL_PRECISION - tables.precision))
+        self.groups = []
+        for L in np.unique(rl):
+            if L < 2:
+                continue
+            chans = np.nonzero(rl == L)[0]
+            k = np.arange(L)[None, :]
+            m = self.mode[chans][:, None]
+            cols = np.where(k == 0, m, np.where(k <= m, k - 1, k))
+            probs = f[chans[:, None], cols].astype(np.float64) * scale - 1.0
+            probs.setflags(write=False)
+            self.groups.append((chans, np.ascontiguousarray(probs)))
+        # Generous upper bound on a valid payload: every symbol at its worst cost.
+        worst = tables.precision + 6 + 31
+        self.max_bytes = (tables.channels * worst + 7) // 8 + 8
+
+
+def _plan(tables: CdfTables) -> _Plan:
+    plan = tables._cache.get("coder_plan")
+    if plan is None:
+        plan = _Plan(tables)
+        tables._cache["coder_plan"] = plan
+    return plan
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def _escape_symbols(values, low, high):
+    below, m, n = escape_magnitudes(values, low, high)
+    rem = m - (np.int64(1) << n)
+    syms = list((below.astype(np.int64) * 32 + n).tolist())
+    sizes = [_HEADER_SIZE] * len(syms)
+    for r, nb in zip(rem.tolist(), n.tolist()):
+        if nb > _CHUNK_BITS:
+            syms += [r >> _CHUNK_BITS, r & ((1 << _CHUNK_BITS) - 1)]
+            sizes += [1 << (nb - _CHUNK_BITS), 1 << _CHUNK_BITS]
+        elif nb > 0:
+            syms.append(r)
+            sizes.append(1 << nb)
+    return np.array(syms, dtype=np.int32), np.array(sizes, dtype=np.int32)
+
+
+def _encode_words(s: np.ndarray, plan: _Plan) -> np.ndarray:
+    idx = s - plan.low
+    inr = (idx >= 0) & (idx < plan.lengths)
+    col = np.where(inr, idx, plan.lengths)
+    mode = plan.mode
+    coded = np.where(col == mode, 0, np.where(col < mode, col + 1, col)).astype(np.int32)
+    enc = constriction.stream.queue.RangeEncoder()
+    for chans, probs in plan.groups:
+        enc.encode(coded[chans], _CATEGORICAL, probs)
+    esc = np.nonzero(~inr)[0]
+    if esc.size:
+        syms, sizes = _escape_symbols(s[esc], plan.low[esc], plan.high[esc])
+        enc.encode(syms, _UNIFORM, sizes)
+    return enc.get_compressed()
+
+
+def _increment(prefix: bytes) -> bytes | None:
+    k = len(prefix)
+    if k == 0:
+        return None
+    v = int.from_bytes(prefix, "big") + 1
+    if v >> (8 * k):
+        return None
+    return v.to_bytes(k, "big")
+
+
+def encode(symbols, tables: CdfTables) -> bytes:
+    """Range-code one symbol vector ``[C]`` (any int32 values) into a byte-trimmed payload."""
+    s = tables._check_symbols(symbols, ndim=1)
+    plan = _plan(tables)
+    words = _encode_words(s, plan)
+    if words.size == 0:
+        return b""
+    full = words.astype(">u4").tobytes()
+
+    def decodes(cand: bytes) -> bool:
+        try:
+            out = _decode_bytes(cand, plan)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+            raise
+        except BaseException:  # noqa: BLE001 - any failure just means "not this candidate"
+            return False
+        return np.array_equal(out, s)
+
+    def shortest_at(k: int) -> bytes | None:
+        prefix = full[:k]
+        if decodes(prefix):
+            return prefix
+        inc = _increment(prefix)
+        if inc is not None and decodes(inc):
+            return inc
+        return None
+
+    # Decodability is monotone in the length k (a k-byte solution is also a (k+1)-byte
+    # candidate), so search down (or up) from the information-content estimate.
+    n = len(full)
+    k0 = min(n, max(0, math.ceil(tables.information_bits(s) / 8)))
+    best = full if k0 >= n else shortest_at(k0)
+    if best is None:
+        best = full
+        for k in range(k0 + 1, n):
+            cand = shortest_at(k)
+            if cand is not None:
+                best = cand
+                break
+    else:
+        for k in range(len(best) - 1, -1, -1):
+            cand = shortest_at(k)
+            if cand is None:
+                break
+            best = cand
+    # Same value under zero padding; guarantees the canonical "no trailing 0x00" form.
+    return best.rstrip(b"\x00")
+
+
+def encoded_bits(symbols, tables: CdfTables) -> int:
+    """``8 * len(encode(symbols, tables))``."""
+    return 8 * len(encode(symbols, tables))
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _decode_bytes(data: bytes, plan: _Plan) -> np.ndarray:
+    pad = (-len(data)) % 4
+    words = np.frombuffer(data + b"\x00" * pad, dtype=">u4").astype(np.uint32)
+    dec = constriction.stream.queue.RangeDecoder(words)
+    C = plan.low.shape[0]
+    coded = np.zeros(C, dtype=np.int64)
+    for chans, probs in plan.groups:
+        coded[chans] = dec.decode(_CATEGORICAL, probs)
+    mode = plan.mode
+    col = np.where(coded == 0, mode, np.where(coded <= mode, coded - 1, coded))
+    values = plan.low + col
+    esc = np.nonzero(col == plan.lengths)[0]
+    if esc.size:
+        headers = np.asarray(dec.decode(_UNIFORM, np.full(esc.size, _HEADER_SIZE, np.int32)),
+                             dtype=np.int64)
+        below = headers >= 32
+        n = headers & 31
+        sizes = []
+        for nb in n.tolist():
+            if nb > _CHUNK_BITS:
+                sizes += [1 << (nb - _CHUNK_BITS), 1 << _CHUNK_BITS]
+            elif nb > 0:
+                sizes.append(1 << nb)
+        chunks = (dec.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist()
+                  if sizes else [])
+        rem = []
+        pos = 0
+        for nb in n.tolist():
+            if nb > _CHUNK_BITS:
+                rem.append((chunks[pos] << _CHUNK_BITS) | chunks[pos + 1])
+                pos += 2
+            elif nb > 0:
+                rem.append(chunks[pos])
+                pos += 1
+            else:
+                rem.append(0)
+        m = (np.int64(1) << n) + np.array(rem, dtype=np.int64)
+        v = np.where(below, plan.low[esc] - m, plan.high[esc] - 1 + m)
+        bad = (v < _INT32_MIN) | (v > _INT32_MAX)
+        if bad.any():
+            c = int(esc[np.argmax(bad)])
+            raise CorruptPayload(f"escape value of channel {c} decodes to {int(v[bad][0])}, "
+                                 "outside the int32 range")
+        values[esc] = v
+    return values
+
+
+def decode(data, tables: CdfTables) -> np.ndarray:
+    """Inverse of :func:`encode`: payload bytes -> int32 symbols ``[C]``.
+
+    Raises :class:`CorruptPayload` where corruption is detectable (over-long payload,
+    non-canonical trailing 0x00, data the range decoder rejects, escape values outside int32).
+    Most corruption is *not* detectable here; the container's CRC-32 covers that.
+    """
+    if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"decode expects bytes, got {type(data).__name__}")
+    data = bytes(data)
+    plan = _plan(tables)
+    if len(data) > plan.max_bytes:
+        raise CorruptPayload(f"payload of {len(data)} bytes is longer than any valid payload "
+                             f"for {tables.channels} channels (at most {plan.max_bytes})")
+    if data.endswith(b"\x00"):
+        raise CorruptPayload(f"payload of {len(data)} bytes ends in 0x00; a canonical "
+                             "byte-trimmed payload never does")
+    try:
+        out = _decode_bytes(data, plan)
+    except BitstreamError:
+        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - includes pyo3 PanicException
+        raise CorruptPayload(f"range decoder rejected the {len(data)}-byte payload: "
+                             f"{type(e).__name__}: {e}") from e
+    return out.astype(np.int32)

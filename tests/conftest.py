@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+SAMPLE = ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The bundled sample: 3 ModelNet40 test clouds per class."""
+    with np.load(SAMPLE) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def tiny_modelnet(tmp_path_factory, sample):
+    """A ModelNet40-shaped --data folder made from the bundled sample (no ../shared needed)."""
+    d = tmp_path_factory.mktemp("modelnet40")
+    for split in ("train", "test"):
+        np.savez(d / f"modelnet40_{split}.npz", points=sample["points"], labels=sample["labels"],
+                 names=sample["names"])
+    (d / "classes.txt").write_text("\n".join(sample["classes"]) + "\n")
+    return d
+
+
+def shipped_models(size=None):
+    from splitinfer.repository import ModelRepository
+    return [c for c in ModelRepository().list("pointcloud-classification")
+            if size is None or c.raw["size"] == size]
