@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,19 +25,17 @@ RUNS = ROOT / "runs"
 RECIPES: dict[str, tuple] = {
     # stage 1: end-to-end bases
     "micro-p1024-l1000": ("micro", 1024, 1000, 60, None, False),
-    "lite-p1024-l1000": ("lite", 1024, 1000, 60, None, False),
+    "lite-p1024-l1000": ("lite", 1024, 1000, 35, None, False),
     # stage 2: micro and lite rate points, end to end from their base
     **{f"micro-p1024-l{l}": ("micro", 1024, l, 20, "micro-p1024-l1000", False) for l in (16000, 160, 40, 14)},
     **{f"lite-p1024-l{l}": ("lite", 1024, l, 20, "lite-p1024-l1000", False) for l in (16000, 160, 40, 14)},
-    # full: the trunk learns at P=256 (4x cheaper), then adapts to P=1024
-    "full-p256-l4000": ("full", 256, 4000, 15, None, False),
-    "full-p1024-l4000": ("full", 1024, 4000, 4, "full-p256-l4000", False),
-    # full rate points on the frozen P=1024 trunk
-    **{f"full-p1024-l{l}": ("full", 1024, l, 40, "full-p1024-l4000", True) for l in (16000, 320, 80, 28, 10)},
-    # fewer points
+    # full: one trunk learns end to end at P=256 (4x cheaper than P=1024); every other full model
+    # keeps it frozen (pointwise layers and BatchNorm see single points, so the trunk does not
+    # depend on P) and learns its gain, entropy model and classifier on cached features
+    "full-p256-l4000": ("full", 256, 4000, 8, None, False),
+    **{f"full-p1024-l{l}": ("full", 1024, l, 40, "full-p256-l4000", True) for l in (16000, 4000, 320, 80, 28, 10)},
     **{f"full-p256-l{l}": ("full", 256, l, 40, "full-p256-l4000", True) for l in (160, 28)},
-    "full-p64-l4000": ("full", 64, 4000, 8, "full-p256-l4000", False),
-    **{f"full-p64-l{l}": ("full", 64, l, 40, "full-p64-l4000", True) for l in (160, 28)},
+    **{f"full-p64-l{l}": ("full", 64, l, 40, "full-p256-l4000", True) for l in (4000, 160, 28)},
     "micro-p256-l1000": ("micro", 256, 1000, 20, "micro-p1024-l1000", False),
     **{f"micro-p256-l{l}": ("micro", 256, l, 20, "micro-p256-l1000", False) for l in (160, 28)},
     "micro-p64-l1000": ("micro", 64, 1000, 20, "micro-p256-l1000", False),
@@ -44,11 +43,11 @@ RECIPES: dict[str, tuple] = {
 }
 
 
-def train(name: str, data: str | None) -> None:
+def train(name: str, data: str | None, threads: int = 1) -> None:
     size, P, lmbda, epochs, warm, frozen = RECIPES[name]
     cmd = [sys.executable, "-m", "splitinfer.cli", "train", "pointcloud", "--size", size,
            "--points", str(P), "--lmbda", str(lmbda), "--epochs", str(epochs),
-           "--out", str(RUNS / name), "--threads", "2"]
+           "--out", str(RUNS / name), "--threads", str(threads)]
     if data:
         cmd += ["--data", data]
     if warm:
@@ -56,7 +55,9 @@ def train(name: str, data: str | None) -> None:
     if frozen:
         cmd += ["--freeze-encoder", "--feature-cache", str(RUNS / warm / f"features_p{P}.pt")]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    # passive OpenMP waits: spinning threads collapse throughput when cores are shared
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
 def recipe_text(name: str) -> str:
@@ -92,10 +93,13 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="recipes to run (default: all, in order)")
     ap.add_argument("--no-train", action="store_true", help="export and evaluate existing runs only")
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--sizes", nargs="*", default=["full", "lite", "micro"],
+                    help="run only these sizes' recipes (two chains can run side by side)")
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    for name in a.only or list(RECIPES):
+    for name in a.only or [n for n in RECIPES if RECIPES[n][0] in a.sizes]:
         if not a.no_train:
-            train(name, a.data)
+            train(name, a.data, a.threads)
         if not a.no_export:
             export_and_eval(name, a.data)
     return 0

@@ -114,8 +114,7 @@ def _plugins():
     from edge_client.cli import register as stream
     from .bench import register as bench
     from .demo import register as demo
-    yield from (serve, stream, demo, bench)
-    return []
+    return [serve, stream, demo, bench]
 
 
 def main(argv: list[str] | None = None) -> int:

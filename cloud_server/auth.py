@@ -1,0 +1,86 @@
+"""Token auth: every call must carry ``authorization: Bearer <token>`` metadata.
+
+Health checks (``grpc.health.v1.Health``) are exempt so that orchestrators can probe the server
+without the secret. Tokens are compared in constant time.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import grpc
+
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def load_tokens(tokens: Iterable[str] = (), token_file: str | None = None,
+                env: str = "SPLITINFER_TOKEN") -> list[str]:
+    """Tokens from arguments, a file (one per line, # comments) and the environment variable."""
+    out = [t.strip() for t in tokens if t and t.strip()]
+    if token_file:
+        for line in Path(token_file).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.append(line)
+    if os.environ.get(env, "").strip():
+        out.append(os.environ[env].strip())
+    return out
+
+
+def _metadata_value(metadata, key: str) -> str | None:
+    for item in metadata or ():
+        k, v = (item.key, item.value) if hasattr(item, "key") else item
+        if k.lower() == key:
+            return v.decode() if isinstance(v, bytes) else v
+    return None
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without a valid bearer token with UNAUTHENTICATED."""
+
+    def __init__(self, tokens: Iterable[str], on_denied: Callable[[str, str], None] | None = None,
+                 exempt: tuple[str, ...] = EXEMPT_PREFIXES):
+        self._tokens = [t.encode() for t in tokens]
+        if not self._tokens:
+            raise ValueError("token auth needs at least one token")
+        self._exempt = exempt
+        self._on_denied = on_denied
+
+    def check(self, header: str | None) -> str | None:
+        """None when the header is valid, otherwise why not."""
+        if not header:
+            return "missing authorization metadata (expected 'authorization: Bearer <token>')"
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "malformed authorization metadata (expected 'Bearer <token>')"
+        given = token.strip().encode()
+        if any(hmac.compare_digest(given, t) for t in self._tokens):
+            return None
+        return "invalid token"
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(self._exempt):
+            return handler
+        why = self.check(_metadata_value(handler_call_details.invocation_metadata, "authorization"))
+        if why is None:
+            return handler
+        if self._on_denied is not None:
+            self._on_denied(method, why)
+        return _deny(handler, why)
+
+
+def _deny(handler, why: str):
+    async def abort(_request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+
+    kind = {(False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler}
+    make = kind[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    return make(abort, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)

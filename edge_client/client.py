@@ -1,0 +1,565 @@
+"""``EdgeClient``: encode point clouds on the device and classify them in the cloud over gRPC.
+
+    from edge_client import EdgeClient
+
+    with EdgeClient("127.0.0.1:50051", model="micro-p1024-l1000") as client:
+        r = client.classify(points)                  # one cloud (N, 3), unary call
+        print(r.class_name, r.bits, r.rtt_ms)
+        for r in client.stream(clouds):              # many clouds over one ClassifyStream
+            print(r.seq, r.class_name)
+        report = client.run(clouds)                  # the same, collected: report.summary()
+
+The edge half of the model (ONNX encoder + CDF tables) is loaded from the local model
+repository; only the bitstream container travels.
+
+Streaming semantics (``stream``/``run``):
+
+- flow control: at most ``window`` frames are sent and not yet answered;
+- a dropped connection or a restarted server: the client reconnects with exponential backoff
+  (jittered, from ``backoff_initial_s`` to ``backoff_max_s``) and resends every frame not yet
+  answered, in order, under the same ``stream_id``; it gives up after ``reconnect_timeout_s``
+  without progress (``StreamError``, the unanswered frames counted as lost);
+- exactly once: the client keeps a ledger of unanswered seqs; an answer to a seq already
+  answered (the server answering a resent frame twice) is dropped, so every frame yields
+  exactly one ``Result``. A server that stayed up also recognises resent frames by
+  ``(stream_id, seq)`` and does not classify or count them again;
+- a frame the server rejects (a per-frame ``error``) is a ``Result`` with ``error`` set; frames
+  refused as transiently unavailable (queue full, shutting down) are resent.
+
+Threads: ``stream`` encodes in the caller's thread while gRPC threads send and receive. Python's
+default 5 ms GIL switch interval can then hold answers behind an encode and inflate the
+measured round trips; ``splitinfer stream`` sets ``sys.setswitchinterval(0.001)``, and so may an
+application that cares about them.
+
+No torch: numpy, onnxruntime, constriction and grpcio.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import grpc
+import numpy as np
+
+from splitinfer.pointcloud.io import Cloud
+from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
+from splitinfer.proto import inference_pb2 as pb2
+from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
+             grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED}
+FRAME_RETRYABLE = {int(grpc.StatusCode.UNAVAILABLE.value[0])}
+_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+class ClassifyError(RuntimeError):
+    """A call failed with a gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class StreamError(RuntimeError):
+    """A stream could not be completed (a fatal status, or no progress for too long)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, unanswered: int = 0):
+        super().__init__(message)
+        self.code = code
+        self.unanswered = unanswered
+
+
+@dataclass
+class Result:
+    """The answer to one frame, with the client's and the server's timings."""
+    seq: int
+    name: str
+    label: int | None = None              # predicted class index (None when the frame failed)
+    class_name: str | None = None
+    top5: list[tuple[str, float]] = field(default_factory=list)
+    true_label: int | None = None
+    payload_bytes: int = 0
+    encode_ms: float = 0.0                 # client: preprocess + ONNX encoder + range coding
+    rtt_ms: float = 0.0                    # client: last send -> answer
+    decode_ms: float = 0.0                 # server
+    inference_ms: float = 0.0              # server (the whole batch)
+    queue_ms: float = 0.0                  # server
+    batch_size: int = 0
+    sends: int = 1                         # 1 + resends
+    duplicate: bool = False                # the server answered from its idempotency memory
+    error: str | None = None               # "CODE: message" when the server rejected the frame
+
+    @property
+    def bits(self) -> int:
+        return 8 * self.payload_bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def correct(self) -> bool | None:
+        if self.true_label is None or self.label is None:
+            return None
+        return self.label == self.true_label
+
+    def record(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["bits"] = self.bits
+        d["correct"] = self.correct
+        d["top5"] = [[n, round(p, 6)] for n, p in self.top5]
+        for k in ("encode_ms", "rtt_ms", "decode_ms", "inference_ms", "queue_ms"):
+            d[k] = round(d[k], 4)
+        return d
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+@dataclass
+class Report:
+    """Everything a stream produced: per-frame results and the stream's counters."""
+    model: str
+    results: list[Result]
+    sent: int = 0                # frames sent at least once
+    resent: int = 0              # extra sends after reconnects or transient refusals
+    reconnects: int = 0
+    dropped_duplicates: int = 0  # answers to seqs already answered, dropped by the client
+    lost: int = 0                # frames never answered (the stream gave up)
+    wall_s: float = 0.0
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        ok = [r for r in self.results if r.ok]
+        labelled = [r for r in ok if r.correct is not None]
+        rtt = [r.rtt_ms for r in ok]
+        return {
+            "model": self.model,
+            "frames_sent": self.sent,
+            "acknowledged": len(self.results),
+            "succeeded": len(ok),
+            "failed": len(self.results) - len(ok),
+            "lost": self.lost,
+            "resent": self.resent,
+            "reconnects": self.reconnects,
+            "dropped_duplicates": self.dropped_duplicates,
+            "server_duplicates": sum(r.duplicate for r in self.results),
+            "labelled": len(labelled),
+            "accuracy": (sum(bool(r.correct) for r in labelled) / len(labelled)) if labelled else None,
+            "bits_mean": _mean([r.bits for r in ok]),
+            "encode_ms_mean": _mean([r.encode_ms for r in self.results]),
+            "server_decode_ms_mean": _mean([r.decode_ms for r in ok]),
+            "server_inference_ms_mean": _mean([r.inference_ms for r in ok]),
+            "server_queue_ms_mean": _mean([r.queue_ms for r in ok]),
+            "batch_size_mean": _mean([r.batch_size for r in ok]),
+            "rtt_ms_mean": _mean(rtt),
+            "rtt_ms_p50": _pct(rtt, 50),
+            "rtt_ms_p95": _pct(rtt, 95),
+            "wall_s": self.wall_s,
+            "clouds_per_s": (len(self.results) / self.wall_s) if self.wall_s > 0 else None,
+            "error": self.error,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frames": [r.record() for r in self.results], "summary": self.summary()}
+
+
+def _as_cloud(item, index: int) -> Cloud:
+    if isinstance(item, Cloud):
+        return item
+    if isinstance(item, tuple):
+        name, pts = item[0], item[1]
+        label = item[2] if len(item) > 2 else None
+        return Cloud(str(name), pts, None if label is None else int(label))
+    return Cloud(f"cloud {index}", item)
+
+
+def _from_response(frame: "_Frame", resp, rtt_ms: float) -> Result:
+    r = Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
+               encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends, duplicate=resp.duplicate)
+    if resp.HasField("error") and resp.error.code != 0:
+        r.error = f"{_CODE_NAMES.get(resp.error.code, resp.error.code)}: {resp.error.message}"
+        return r
+    r.label, r.class_name = resp.label, resp.class_name
+    r.top5 = [(p.name, p.probability) for p in resp.top5]
+    r.decode_ms, r.inference_ms, r.queue_ms = resp.decode_ms, resp.inference_ms, resp.queue_ms
+    r.batch_size = resp.batch_size
+    return r
+
+
+@dataclass
+class _Frame:
+    seq: int
+    payload: bytes
+    name: str
+    label: int | None
+    encode_ms: float
+    sends: int = 0
+    t_send: float = 0.0
+    retries: int = 0
+
+
+class _Attempt:
+    """One ClassifyStream call; ``dead`` stops its request generator."""
+    def __init__(self):
+        self.dead = False
+
+
+class _StreamSession:
+    """The ledger and the connection loop of one logical stream (``stream_id``)."""
+
+    def __init__(self, client: "EdgeClient", model: str, stream_id: str, window: int):
+        self.client = client
+        self.model = model
+        self.stream_id = stream_id
+        self.window = max(1, window)
+        self.cond = threading.Condition()
+        self.pending: dict[int, _Frame] = {}        # queued or sent, not answered
+        self.to_send: collections.deque[int] = collections.deque()
+        self.results: collections.deque[Result] = collections.deque()
+        self.input_closed = False
+        self.finished = False
+        self.aborted = False
+        self.error: BaseException | None = None
+        self.sent = self.resent = self.reconnects = self.dropped_duplicates = 0
+        self._call = None
+        self.thread = threading.Thread(target=self._run, name=f"edge-stream-{stream_id[:8]}", daemon=True)
+
+    # -- producer side (the caller's thread) ---------------------------------------------------------
+    def put(self, frame: _Frame) -> None:
+        with self.cond:
+            while len(self.pending) >= self.window and not self.finished:
+                self.cond.wait(0.5)
+            if self.finished:
+                return
+            self.pending[frame.seq] = frame
+            self.to_send.append(frame.seq)
+            self.cond.notify_all()
+
+    def close_input(self) -> None:
+        with self.cond:
+            self.input_closed = True
+            self.cond.notify_all()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.aborted = True
+            self.finished = True
+            self.cond.notify_all()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def take_results(self, block: bool) -> list[Result]:
+        with self.cond:
+            if block:
+                while not self.results and not self.finished:
+                    self.cond.wait(0.5)
+            out = list(self.results)
+            self.results.clear()
+            return out
+
+    # -- the connection loop (its own thread) -------------------------------------------------------
+    def _requests(self, attempt: _Attempt) -> Iterator:
+        while True:
+            with self.cond:
+                while True:
+                    if attempt.dead or self.aborted:
+                        return
+                    if self.to_send:
+                        frame = self.pending.get(self.to_send.popleft())
+                        if frame is None:
+                            continue
+                        break
+                    if self.input_closed:
+                        return  # half-close: everything is sent; answers keep coming
+                    self.cond.wait(0.5)
+                if frame.sends == 0:
+                    self.sent += 1
+                else:
+                    self.resent += 1
+                frame.sends += 1
+                frame.t_send = time.perf_counter()
+            yield pb2.ClassifyRequest(model=self.model, payload=frame.payload,
+                                      stream_id=self.stream_id, seq=frame.seq)
+
+    def _on_response(self, resp) -> bool:
+        """Book one answer; True when it made progress."""
+        now = time.perf_counter()
+        with self.cond:
+            frame = self.pending.get(resp.seq)
+            if frame is None or frame.sends == 0:
+                self.dropped_duplicates += 1
+                return False
+            if (resp.HasField("error") and resp.error.code in FRAME_RETRYABLE
+                    and frame.retries < self.client.frame_retries):
+                frame.retries += 1   # refused for now (queue full, shutting down): send it again
+                self.to_send.append(frame.seq)
+                self.cond.notify_all()
+                return False
+            del self.pending[resp.seq]
+            self.results.append(_from_response(frame, resp, (now - frame.t_send) * 1e3))
+            self.cond.notify_all()
+            return True
+
+    def _run(self) -> None:
+        c = self.client
+        backoff = c.backoff_initial_s
+        last_progress = time.monotonic()
+        try:
+            while True:
+                with self.cond:
+                    if self.aborted or (self.input_closed and not self.pending):
+                        return
+                    # a new call: everything unanswered is sent again, in order
+                    self.to_send = collections.deque(sorted(self.pending))
+                attempt = _Attempt()
+                call = c._stub.ClassifyStream(self._requests(attempt), metadata=c._metadata)
+                self._call = call
+                failure: grpc.RpcError | None = None
+                try:
+                    for resp in call:
+                        if self._on_response(resp):
+                            last_progress = time.monotonic()
+                            backoff = c.backoff_initial_s
+                except grpc.RpcError as e:
+                    failure = e
+                finally:
+                    attempt.dead = True
+                    with self.cond:
+                        self.cond.notify_all()
+                    call.cancel()
+                    self._call = None
+                if self.aborted:
+                    return
+                if failure is not None and failure.code() not in RETRYABLE:
+                    raise StreamError(f"stream failed: {failure.code().name}: {failure.details()}",
+                                      failure.code(), len(self.pending))
+                with self.cond:
+                    if self.input_closed and not self.pending:
+                        return
+                if time.monotonic() - last_progress > c.reconnect_timeout_s:
+                    why = (f"{failure.code().name}: {failure.details()}" if failure is not None
+                           else "the server ended the stream")
+                    raise StreamError(f"gave up after {c.reconnect_timeout_s:.0f} s without progress "
+                                      f"({why}); {len(self.pending)} frames unanswered",
+                                      failure.code() if failure is not None else None, len(self.pending))
+                time.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, c.backoff_max_s)
+                self.reconnects += 1
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            self.error = e
+        finally:
+            with self.cond:
+                self.finished = True
+                self.cond.notify_all()
+
+
+class EdgeClient:
+    """A connection to a splitinfer cloud server plus the local edge encoder of ``model``.
+
+    server: "host:port". model: default model name for encode/classify/stream.
+    models_dir: the local model repository (default: models/ or $SPLITINFER_MODELS).
+    token: sent as ``authorization: Bearer <token>``. tls_ca: PEM root certificate (enables TLS);
+    tls_server_name: the name the certificate must carry when it differs from the host.
+    """
+
+    def __init__(self, server: str, model: str | None = None, *, models_dir: str | Path | None = None,
+                 token: str | None = None, tls: bool = False, tls_ca: str | Path | None = None,
+                 tls_server_name: str | None = None, window: int = 32, timeout_s: float | None = 30.0,
+                 reconnect_timeout_s: float = 30.0, backoff_initial_s: float = 0.05,
+                 backoff_max_s: float = 2.0, frame_retries: int = 20, seed: int = 0,
+                 max_message_bytes: int = 4 * 1024 * 1024):
+        self.server = server
+        self.model_name = model
+        self.models_dir = models_dir
+        self.window = window
+        self.timeout_s = timeout_s
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.frame_retries = frame_retries
+        self.seed = seed
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.keepalive_time_ms", 20000),
+            ("grpc.keepalive_timeout_ms", 10000),
+            ("grpc.enable_retries", 0),
+        ]
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if tls or tls_ca:
+            root = Path(tls_ca).read_bytes() if tls_ca else None
+            self._channel = grpc.secure_channel(server, grpc.ssl_channel_credentials(root), options)
+        else:
+            self._channel = grpc.insecure_channel(server, options)
+        self._stub = pb2_grpc.InferenceStub(self._channel)
+        self._repo = None
+        self._models: dict[str, Any] = {}
+
+    # -- local edge model -------------------------------------------------------------------------------
+    def edge_model(self, model: str | None = None):
+        """The local runtime (ONNX encoder + tables) of ``model``."""
+        name = model or self.model_name
+        if not name:
+            raise ValueError("no model: pass model= to EdgeClient or to the call")
+        if name not in self._models:
+            from splitinfer.repository import ModelRepository
+            if self._repo is None:
+                self._repo = ModelRepository(self.models_dir)
+            self._models[name] = self._repo.load(name)
+        return self._models[name]
+
+    def encode(self, points, model: str | None = None, name: str = "input") -> tuple[bytes, float]:
+        """(container bytes, encode ms) of one raw cloud (N, 3): validate, preprocess, encode."""
+        m = self.edge_model(model)
+        pts = validate(points, name)
+        t0 = time.perf_counter()
+        data = m.encode(pts, seed=self.seed, name=name)
+        return data, (time.perf_counter() - t0) * 1e3
+
+    # -- unary ----------------------------------------------------------------------------------------
+    def classify_payload(self, payload: bytes, model: str | None = None, timeout_s: float | None = None,
+                         stream_id: str = "", seq: int = 0):
+        """Send one container; returns the raw ``ClassifyResponse``. Raises ClassifyError."""
+        req = pb2.ClassifyRequest(model=model or self.model_name or "", payload=payload,
+                                  stream_id=stream_id, seq=seq)
+        try:
+            return self._stub.Classify(req, timeout=timeout_s if timeout_s is not None else self.timeout_s,
+                                       metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise ClassifyError(e.code(), e.details()) from None
+
+    def classify(self, points, model: str | None = None, name: str = "input",
+                 label: int | None = None, timeout_s: float | None = None) -> Result:
+        """Encode one cloud (N, 3) here and classify it in the cloud (a unary call)."""
+        model = model or self.model_name
+        payload, enc = self.encode(points, model, name)
+        frame = _Frame(0, payload, name, label, enc, sends=1)
+        frame.t_send = time.perf_counter()
+        resp = self.classify_payload(payload, model, timeout_s)
+        return _from_response(frame, resp, (time.perf_counter() - frame.t_send) * 1e3)
+
+    def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        try:
+            r = self._stub.ListModels(pb2.ListModelsRequest(), metadata=self._metadata,
+                                      timeout=timeout_s if timeout_s is not None else self.timeout_s)
+        except grpc.RpcError as e:
+            raise ClassifyError(e.code(), e.details()) from None
+        return [{"name": m.name, "version": m.version, "task": m.task, "size": m.size,
+                 "points": m.points, "channels": m.channels, "classes": list(m.classes),
+                 "lmbda": m.lmbda, "test_accuracy": m.test_accuracy, "bits_mean": m.bits_mean}
+                for m in r.models]
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until the channel is connected (raises ClassifyError on timeout)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ClassifyError(grpc.StatusCode.UNAVAILABLE,
+                                f"{self.server} not reachable within {timeout_s} s") from None
+
+    # -- streaming --------------------------------------------------------------------------------------
+    def stream(self, clouds: Iterable, model: str | None = None, *, window: int | None = None,
+               stream_id: str | None = None, payloads: bool = False,
+               stats: dict | None = None) -> Iterator[Result]:
+        """Encode and stream clouds over one ClassifyStream; yields one Result per cloud, in the
+        order answers arrive (match them by ``seq``, the cloud's index).
+
+        clouds: arrays (N, 3), ``Cloud``s, or (name, points[, label]) tuples; with
+        ``payloads=True``, already encoded containers (bytes) or (name, bytes[, label]).
+        An invalid cloud raises InvalidPointCloud (naming it) before it is sent. ``stats``, when
+        given, receives the stream's counters when the generator ends.
+        """
+        model = model or self.model_name
+        if not model:
+            raise ValueError("no model: pass model= to EdgeClient or to stream()")
+        sess = _StreamSession(self, model, stream_id or uuid.uuid4().hex, window or self.window)
+        sess.thread.start()
+        try:
+            for seq, item in enumerate(clouds):
+                if payloads:
+                    if isinstance(item, (bytes, bytearray)):
+                        name, data, label = f"frame {seq}", bytes(item), None
+                    else:
+                        name, data = item[0], bytes(item[1])
+                        label = item[2] if len(item) > 2 else None
+                    frame = _Frame(seq, data, str(name), label, 0.0)
+                else:
+                    cloud = _as_cloud(item, seq)
+                    data, enc = self.encode(cloud.points, model, cloud.name)
+                    frame = _Frame(seq, data, cloud.name, cloud.label, enc)
+                sess.put(frame)
+                yield from sess.take_results(block=False)
+                if sess.finished:
+                    break
+            sess.close_input()
+            while True:
+                got = sess.take_results(block=True)
+                yield from got
+                if not got and sess.finished:
+                    break
+            yield from sess.take_results(block=False)
+            if sess.error is not None:
+                raise sess.error
+        finally:
+            if not sess.finished:
+                sess.abort()
+            sess.thread.join(timeout=5)
+            if stats is not None:
+                stats.update(sent=sess.sent, resent=sess.resent, reconnects=sess.reconnects,
+                             dropped_duplicates=sess.dropped_duplicates, lost=len(sess.pending),
+                             stream_id=sess.stream_id)
+
+    def run(self, clouds: Iterable, model: str | None = None, *, window: int | None = None,
+            stream_id: str | None = None, on_result=None, payloads: bool = False) -> Report:
+        """``stream`` collected into a Report (a stream that gives up is reported, not raised)."""
+        model = model or self.model_name
+        results: list[Result] = []
+        stats: dict = {}
+        t0 = time.perf_counter()
+        error = None
+        try:
+            for r in self.stream(clouds, model, window=window, stream_id=stream_id, stats=stats,
+                                 payloads=payloads):
+                results.append(r)
+                if on_result is not None:
+                    on_result(r)
+        except StreamError as e:
+            error = str(e)
+        results.sort(key=lambda r: r.seq)
+        return Report(model=model or "", results=results, sent=stats.get("sent", 0),
+                      resent=stats.get("resent", 0), reconnects=stats.get("reconnects", 0),
+                      dropped_duplicates=stats.get("dropped_duplicates", 0), lost=stats.get("lost", 0),
+                      wall_s=time.perf_counter() - t0, error=error)
+
+    # -- lifetime ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "EdgeClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["ClassifyError", "EdgeClient", "InvalidPointCloud", "Report", "Result", "StreamError"]

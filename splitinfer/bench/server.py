@@ -1,0 +1,421 @@
+"""``splitinfer bench server``: throughput and latency of the cloud server, with and without
+dynamic batching, and our unary round trip against a bare gRPC echo.
+
+Two server processes run side by side on loopback: one with dynamic batching (``--max-batch-size``
+frames, greedy unless ``--max-queue-delay-ms``), one without (batch size 1). Load-generator
+processes (grpc.aio) drive 1, 8 and 64 concurrent ClassifyStreams against each, every stream a
+closed loop with ``--window`` frames in flight, sending real containers of the sample clouds.
+The points alternate between the two servers, in an order that flips every repeat, so that a
+drifting background load hits both alike; medians over ``--repeats`` are reported. Per point:
+clouds per second, p50/p99 latency (send to answer, at the client) and the mean batch size the
+server formed (from its Prometheus metrics).
+
+The echo baseline is a bare grpc.aio server whose one method returns the request bytes
+unchanged (no protobuf, no work); unary calls of the same request size, one at a time from the
+same client, in alternating blocks against our ``Classify``: the ratio of the p50 round trips.
+
+Writes JSON (``--json``) and a plot (``--plot``, default next to the JSON), and prints every
+figure with its ratio to the baseline side by side. Not a test: numbers depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+TARGET_BATCHING_RATIO = 3.0   # batching / no batching throughput at 64 streams
+TARGET_ECHO_RATIO = 1.5       # our unary p50 / bare echo p50 at 1 stream
+ECHO_METHOD = "/splitinfer.bench.Echo/Echo"
+
+
+def _save_payloads(path: str, payloads: list[bytes]) -> None:
+    """Byte strings as one buffer plus offsets (numpy's S dtype would drop trailing zero bytes)."""
+    offsets = np.cumsum([0] + [len(p) for p in payloads])
+    np.savez(path, data=np.frombuffer(b"".join(payloads), np.uint8), offsets=offsets)
+
+
+def _load_payloads(path: str) -> list[bytes]:
+    with np.load(path) as z:
+        data, off = z["data"].tobytes(), z["offsets"]
+    return [data[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+
+
+# -- load generator (runs in its own process) --------------------------------------------------------
+async def _load(address: str, model: str, payloads: list[bytes], streams: int, window: int,
+                warmup_s: float, duration_s: float) -> dict:
+    import grpc
+
+    from splitinfer.proto import inference_pb2 as pb2
+    from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+
+    latencies: list[float] = []
+    counts = {"answered": 0, "errors": 0}
+    async with grpc.aio.insecure_channel(address) as channel:
+        await channel.channel_ready()
+        stub = pb2_grpc.InferenceStub(channel)
+        t0 = time.perf_counter()
+        t_measure, t_end = t0 + warmup_s, t0 + warmup_s + duration_s
+
+        async def one_stream(k: int) -> None:
+            sem = asyncio.Semaphore(window)
+            sent: dict[int, float] = {}
+            sid = uuid.uuid4().hex
+
+            async def requests():
+                seq = k  # spread the payloads across streams
+                while True:
+                    await sem.acquire()
+                    if time.perf_counter() >= t_end:
+                        return
+                    sent[seq] = time.perf_counter()
+                    yield pb2.ClassifyRequest(model=model, payload=payloads[seq % len(payloads)],
+                                              stream_id=sid, seq=seq)
+                    seq += 1
+
+            call = stub.ClassifyStream(requests())
+            async for resp in call:
+                t = time.perf_counter()
+                ts = sent.pop(resp.seq)
+                if ts >= t_measure and t <= t_end:
+                    latencies.append(t - ts)
+                    counts["answered"] += 1
+                    if resp.HasField("error") and resp.error.code:
+                        counts["errors"] += 1
+                sem.release()
+
+        await asyncio.gather(*(one_stream(k) for k in range(streams)))
+    return {"answered": counts["answered"], "errors": counts["errors"], "duration_s": duration_s,
+            "latencies_ms": [round(x * 1e3, 4) for x in latencies]}
+
+
+def _load_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--address")
+    p.add_argument("--model")
+    p.add_argument("--payloads")
+    p.add_argument("--streams", type=int)
+    p.add_argument("--window", type=int)
+    p.add_argument("--warmup", type=float)
+    p.add_argument("--duration", type=float)
+    a = p.parse_args(argv)
+    payloads = _load_payloads(a.payloads)
+    r = asyncio.run(_load(a.address, a.model, payloads, a.streams, a.window, a.warmup, a.duration))
+    print(json.dumps(r))
+    return 0
+
+
+# -- the bare echo server (its own process) -----------------------------------------------------------
+async def _echo_serve(port_file: str) -> None:
+    import signal
+
+    import grpc
+
+    from cloud_server.server import grpc_options
+
+    async def echo(request: bytes, context) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler("splitinfer.bench.Echo", {
+        "Echo": grpc.unary_unary_rpc_method_handler(echo)})  # bytes in, bytes out: no protobuf
+    server = grpc.aio.server(options=grpc_options(64 * 1024))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    Path(port_file).write_text(str(port))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+def _echo_main(argv: list[str]) -> int:
+    asyncio.run(_echo_serve(argv[0]))
+    return 0
+
+
+# -- the parent -----------------------------------------------------------------------------------------
+def _child_env() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _scrape(metrics_port: int | None, name: str) -> float:
+    """Sum of a metric's samples (all label sets) from the server's /metrics."""
+    if not metrics_port:
+        return 0.0
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M):
+        total += float(m.group(1))
+    return total
+
+
+def _pct(xs, q):
+    return float(np.percentile(xs, q)) if len(xs) else None
+
+
+def run_point(address: str, model: str, payload_file: str, streams: int, window: int, procs: int,
+              warmup_s: float, duration_s: float, metrics_port: int | None) -> dict:
+    procs = max(1, min(procs, streams))
+    per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
+    b0 = (_scrape(metrics_port, "splitinfer_batch_size_sum"), _scrape(metrics_port, "splitinfer_batch_size_count"))
+    children = [subprocess.Popen(
+        [sys.executable, "-m", "splitinfer.bench.server", "_load", "--address", address, "--model", model,
+         "--payloads", payload_file, "--streams", str(n), "--window", str(window),
+         "--warmup", str(warmup_s), "--duration", str(duration_s)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(), text=True) for n in per]
+    results = []
+    for c in children:
+        out, err = c.communicate(timeout=warmup_s + duration_s + 120)
+        if c.returncode != 0:
+            raise RuntimeError(f"load generator failed:\n{err[-3000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    b1 = (_scrape(metrics_port, "splitinfer_batch_size_sum"), _scrape(metrics_port, "splitinfer_batch_size_count"))
+    lat = [x for r in results for x in r["latencies_ms"]]
+    answered = sum(r["answered"] for r in results)
+    batches = b1[1] - b0[1]
+    return {"streams": streams, "window": window, "load_processes": procs,
+            "answered": answered, "errors": sum(r["errors"] for r in results),
+            "clouds_per_s": answered / duration_s, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
+            "mean_batch_size": ((b1[0] - b0[0]) / batches) if batches else None}
+
+
+def echo_ratio(server_address: str, model: str, payloads: list[bytes], requests: int) -> dict:
+    """p50 unary round trip of our Classify vs a bare echo of the same request size."""
+    import grpc
+
+    from splitinfer.proto import inference_pb2 as pb2
+    from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+
+    tmp = tempfile.mkdtemp(prefix="splitinfer-echo-")
+    port_file = Path(tmp) / "port"
+    echo = subprocess.Popen([sys.executable, "-m", "splitinfer.bench.server", "_echo", str(port_file)],
+                            env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if echo.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"echo server did not start: {echo.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        echo_addr = f"127.0.0.1:{port_file.read_text()}"
+        reqs = [pb2.ClassifyRequest(model=model, payload=p).SerializeToString() for p in payloads]
+        with grpc.insecure_channel(server_address) as ch_ours, grpc.insecure_channel(echo_addr) as ch_echo:
+            ours = pb2_grpc.InferenceStub(ch_ours).Classify
+            bare = ch_echo.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
+            parsed = [pb2.ClassifyRequest.FromString(r) for r in reqs]
+
+            def timed(fn, items, n):
+                out = []
+                for i in range(n):
+                    t = time.perf_counter()
+                    fn(items[i % len(items)], timeout=10)
+                    out.append((time.perf_counter() - t) * 1e3)
+                return out
+
+            timed(ours, parsed, 200)   # warm up both
+            timed(bare, reqs, 200)
+            # interleave blocks so that both see the same background load
+            t_ours, t_echo = [], []
+            block = max(50, requests // 10)
+            for _ in range(max(1, requests // block)):
+                t_ours += timed(ours, parsed, block)
+                t_echo += timed(bare, reqs, block)
+    finally:
+        echo.terminate()
+        try:
+            echo.wait(10)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+    p50_ours, p50_echo = statistics.median(t_ours), statistics.median(t_echo)
+    return {"requests": len(t_ours), "request_bytes_mean": float(np.mean([len(r) for r in reqs])),
+            "classify_p50_ms": p50_ours, "classify_p99_ms": _pct(t_ours, 99),
+            "echo_p50_ms": p50_echo, "echo_p99_ms": _pct(t_echo, 99),
+            "ratio": p50_ours / p50_echo, "target": TARGET_ECHO_RATIO,
+            "meets_target": p50_ours / p50_echo <= TARGET_ECHO_RATIO}
+
+
+def plot(result: dict, path: str) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, key, style, color in (("dynamic batching", "batching", "o-", "C0"),
+                                     ("no batching", "no_batching", "s--", "C1")):
+        pts = result["configs"][key]["points"]
+        xs = [p["streams"] for p in pts]
+        ax1.plot(xs, [p["clouds_per_s"] for p in pts], style, color=color, label=label)
+        ax2.plot(xs, [p["p50_ms"] for p in pts], style, color=color, label=f"{label} p50")
+        ax2.plot(xs, [p["p99_ms"] for p in pts], style, color=color, alpha=0.35, label=f"{label} p99")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent streams")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax1.set_ylabel("clouds / s")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_yscale("log")
+    e = result["echo"]
+    fig.suptitle(f"{result['model']} on {result['machine']['cpus']} CPUs; unary round trip "
+                 f"{e['classify_p50_ms']:.3f} ms vs bare echo {e['echo_p50_ms']:.3f} ms ({e['ratio']:.2f}x)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_bench(model: str | None = None, models_dir: str | None = None, streams=(1, 8, 64), window: int = 1,
+              duration_s: float = 2.0, warmup_s: float = 0.5, max_batch_size: int = 64,
+              max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
+              json_out: str | None = None, plot_out: str | None = None, executor: str = "inline",
+              repeats: int = 3) -> dict:
+    from splitinfer.demo import SAMPLE, ServerProcess, pick_models
+    from splitinfer.repository import ModelRepository
+
+    repo = ModelRepository(models_dir)
+    cfg = repo.config(model) if model else pick_models(repo)[0]
+    m = repo.load(cfg.name)
+    with np.load(SAMPLE) as z:
+        clouds = z["points"]
+    payloads = [m.encode(c, name=f"sample {i}") for i, c in enumerate(clouds)]
+    tmp = tempfile.mkdtemp(prefix="splitinfer-bench-")
+    payload_file = str(Path(tmp) / "payloads.npz")
+    _save_payloads(payload_file, payloads)
+    cpus = os.cpu_count() or 1
+    procs = procs or max(1, min(4, cpus // 2))
+    streams = tuple(streams)
+    result = {"benchmark": "server", "model": cfg.name, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
+              "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
+                          "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+              "settings": {"window": window, "duration_s": duration_s, "warmup_s": warmup_s, "repeats": repeats,
+                           "load_processes_max": procs, "batch_executor": executor}, "configs": {}}
+    configs = {"batching": ["--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(max_queue_delay_ms),
+                            "--batch-executor", executor],
+               "no_batching": ["--max-batch-size", "1", "--batch-executor", executor]}
+    # both servers stay up; the points alternate between them (and the order flips every repeat),
+    # so that a drifting background load hits both configurations alike; medians over repeats
+    runs: dict = {key: {s: [] for s in streams} for key in configs}
+    with ServerProcess([cfg.name], models_dir=models_dir, extra=configs["batching"]) as with_b, \
+            ServerProcess([cfg.name], models_dir=models_dir, extra=configs["no_batching"]) as without_b:
+        servers = {"batching": with_b, "no_batching": without_b}
+        for rep in range(repeats):
+            for s in streams:
+                order = list(configs) if (rep + streams.index(s)) % 2 == 0 else list(configs)[::-1]
+                for key in order:
+                    srv = servers[key]
+                    pt = run_point(srv.address, cfg.name, payload_file, s, window, procs if s > 1 else 1,
+                                   warmup_s, duration_s, srv.metrics_port)
+                    runs[key][s].append(pt)
+                    print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} clouds/s"
+                          f"  p50 {pt['p50_ms']:.3f} ms  p99 {pt['p99_ms']:.3f} ms"
+                          f"  batch {pt['mean_batch_size'] or 0:.1f}", file=sys.stderr)
+        result["echo"] = echo_ratio(with_b.address, cfg.name, payloads, echo_requests)
+    for key, extra in configs.items():
+        pts = []
+        for s in streams:
+            reps = runs[key][s]
+            med = {k: float(np.median([r[k] for r in reps])) for k in ("clouds_per_s", "p50_ms", "p99_ms")}
+            mb = [r["mean_batch_size"] for r in reps if r["mean_batch_size"] is not None]
+            pts.append({"streams": s, "window": window, **med, "mean_batch_size": float(np.mean(mb)) if mb else None,
+                        "answered": sum(r["answered"] for r in reps), "errors": sum(r["errors"] for r in reps),
+                        "repeats": [{k: r[k] for k in ("clouds_per_s", "p50_ms", "p99_ms", "mean_batch_size")}
+                                    for r in reps]})
+        result["configs"][key] = {"server_args": extra, "points": pts}
+    result["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    ratios = []
+    for b, n in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"]):
+        ratios.append({"streams": b["streams"], "throughput_ratio": b["clouds_per_s"] / n["clouds_per_s"],
+                       "p50_ratio": b["p50_ms"] / n["p50_ms"], "p99_ratio": b["p99_ms"] / n["p99_ms"]})
+    result["ratios"] = ratios
+    at_max = ratios[-1]["throughput_ratio"]
+    result["targets"] = {
+        f"batching_throughput_ratio_at_{streams[-1]}_streams": {"value": at_max, "target": TARGET_BATCHING_RATIO,
+                                                                 "met": at_max >= TARGET_BATCHING_RATIO},
+        "unary_vs_echo_ratio_at_1_stream": {"value": result["echo"]["ratio"], "target": TARGET_ECHO_RATIO,
+                                            "met": result["echo"]["meets_target"]}}
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
+        plot_out = plot_out or str(Path(json_out).with_suffix(".png"))
+    if plot_out:
+        result["plot"] = plot(result, plot_out)
+        if json_out:
+            Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"bench server: {result['model']} ({result['payload_bytes_mean']:.1f}-byte payloads), "
+             f"{result['machine']['cpus']} CPUs, window {result['settings']['window']} per stream",
+             f"{'streams':>7} | {'batching clouds/s':>17} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} | "
+             f"{'no batching clouds/s':>20} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6}"]
+    for b, n, r in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"],
+                       result["ratios"]):
+        lines.append(f"{b['streams']:>7} | {b['clouds_per_s']:>17.1f} {b['p50_ms']:>8.3f} {b['p99_ms']:>8.3f} "
+                     f"{b['mean_batch_size'] or 0:>6.1f} | {n['clouds_per_s']:>20.1f} {n['p50_ms']:>8.3f} "
+                     f"{n['p99_ms']:>8.3f} | {r['throughput_ratio']:>5.2f}x")
+    e = result["echo"]
+    lines.append(f"unary round trip p50 {e['classify_p50_ms']:.3f} ms vs bare gRPC echo {e['echo_p50_ms']:.3f} ms "
+                 f"({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x (target <= {TARGET_ECHO_RATIO}x)")
+    for name, t in result["targets"].items():
+        lines.append(f"target {name}: {t['value']:.2f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def _run(a: argparse.Namespace) -> int:
+    streams = tuple(int(s) for s in a.streams.split(","))
+    result = run_bench(a.model, a.models_dir, streams, a.window, a.duration, a.warmup, a.max_batch_size,
+                       a.max_queue_delay_ms, a.procs, a.echo_requests, a.json, a.plot, a.batch_executor, a.repeats)
+    print(report(result))
+    if a.json:
+        print(f"wrote {a.json}" + (f" and {result.get('plot')}" if result.get("plot") else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    b = subparsers.add_parser("server", help="server throughput/latency with and without dynamic batching",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--json", help="write the results here (and the plot next to it)")
+    b.add_argument("--plot", help="plot path (default: the --json path with .png)")
+    b.add_argument("--model", help="model to serve (default: the demo's first pick, full if shipped)")
+    b.add_argument("--models-dir", help="model repository")
+    b.add_argument("--streams", default="1,8,64", help="concurrent stream counts (default 1,8,64)")
+    b.add_argument("--window", type=int, default=1, help="frames in flight per stream (default 1)")
+    b.add_argument("--duration", type=float, default=2.0, help="measured seconds per point and repeat")
+    b.add_argument("--repeats", type=int, default=3, help="alternating repeats per point (medians reported)")
+    b.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each point")
+    b.add_argument("--max-batch-size", type=int, default=64)
+    b.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    b.add_argument("--batch-executor", choices=["inline", "thread"], default="inline",
+                   help="the servers' --batch-executor (both configurations)")
+    b.add_argument("--procs", type=int, help="load-generator processes (default: cpus/2, 1..4)")
+    b.add_argument("--echo-requests", type=int, default=2000)
+    b.set_defaults(func=_run)
+
+
+if __name__ == "__main__":  # internal entry points of the child processes
+    cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if cmd == "_load":
+        sys.exit(_load_main(rest))
+    if cmd == "_echo":
+        sys.exit(_echo_main(rest))
+    sys.exit("usage: python -m splitinfer.bench.server _load|_echo ...  (use `splitinfer bench server`)")

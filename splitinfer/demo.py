@@ -1,0 +1,200 @@
+"""``splitinfer demo``: the whole edge-cloud pipeline on this machine, in one command.
+
+Starts the cloud server (``python -m cloud_server``) on a free loopback port with the shipped
+models, streams the bundled sample clouds (3 ModelNet40 test clouds per class) through the edge
+client with a full, a lite and a micro model, prints a table (accuracy, bits per cloud, client
+and server time, round trip), stops the server with SIGTERM and exits 0.
+
+Per size, the model is the one named in ``--models``, or else the repository's model of that
+size with the best recorded test accuracy at P=1024 (ties: fewer bits).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parent / "data" / "sample_modelnet40.npz"
+SIZES = ("full", "lite", "micro")
+
+
+def pick_models(repo, names: list[str] | None = None, sizes=SIZES) -> list:
+    """The configs to demo: those named, or the most accurate of each size."""
+    configs = repo.list("pointcloud-classification")
+    if names:
+        return [repo.config(n) for n in names]
+    chosen = []
+    for size in sizes:
+        of_size = [c for c in configs if c.raw.get("size") == size]
+        if not of_size:
+            continue
+        at_1024 = [c for c in of_size if int(c.raw.get("points", 0)) == 1024] or of_size
+
+        def key(c):
+            m = c.raw.get("metrics") or {}
+            return (m.get("test_accuracy") or 0.0, -(m.get("bits_mean") or 1e9))
+        chosen.append(max(at_1024, key=key))
+    return chosen
+
+
+class ServerProcess:
+    """``python -m cloud_server`` as a child process on a free loopback port."""
+
+    def __init__(self, models: list[str], models_dir: str | None = None, extra: list[str] | None = None,
+                 port: int = 0, host: str = "127.0.0.1", env: dict | None = None, timeout_s: float = 120.0):
+        self.tmp = tempfile.TemporaryDirectory(prefix="splitinfer-serve-")
+        self.ready_file = Path(self.tmp.name) / "ready.json"
+        self.log_path = Path(self.tmp.name) / "server.log"
+        cmd = [sys.executable, "-m", "cloud_server", "--host", host, "--port", str(port),
+               "--metrics-port", "0", "--ready-file", str(self.ready_file), "--log-level", "WARNING"]
+        if models_dir:
+            cmd += ["--models", str(models_dir)]
+        for m in models:
+            cmd += ["--model", m]
+        cmd += extra or []
+        root = Path(__file__).resolve().parents[1]
+        penv = dict(os.environ, **(env or {}))
+        penv["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), penv.get("PYTHONPATH", "")) if p)
+        penv.setdefault("OMP_NUM_THREADS", "1")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=penv, cwd=root)
+        self.host = host
+        self.info = self._wait(timeout_s)
+        self.port = self.info["port"]
+        self.metrics_port = self.info.get("metrics_port")
+        self.address = f"{host}:{self.port}"
+
+    def _wait(self, timeout_s: float) -> dict:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.proc.returncode}:\n{self.log()}")
+            if self.ready_file.exists():
+                return json.loads(self.ready_file.read_text())
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()[-4000:]
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self.tmp.cleanup()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _f(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'model':<20} {'size':<6} {'clouds':>6} {'accuracy':>9} {'bits/cloud':>10} "
+            f"{'encode ms':>10} {'server ms':>10} {'rtt p50':>8} {'rtt p95':>8} {'clouds/s':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        server = None
+        if r["server_decode_ms_mean"] is not None:
+            server = r["server_decode_ms_mean"] + r["server_inference_ms_mean"] + r["server_queue_ms_mean"]
+        acc = None if r["accuracy"] is None else 100 * r["accuracy"]
+        lines.append(f"{r['model']:<20} {r['size']:<6} {r['acknowledged']:>6} {_f(acc, '.1f') + '%':>9} "
+                     f"{_f(r['bits_mean'], '.1f'):>10} {_f(r['encode_ms_mean'], '.2f'):>10} "
+                     f"{_f(server, '.3f'):>10} {_f(r['rtt_ms_p50'], '.2f'):>8} "
+                     f"{_f(r['rtt_ms_p95'], '.2f'):>8} {_f(r['clouds_per_s'], '.1f'):>9}")
+    return "\n".join(lines)
+
+
+def run_demo(models: list[str] | None = None, models_dir: str | None = None, data: str | None = None,
+             limit: int | None = None, window: int = 32, json_out: str | None = None,
+             progress: bool = True) -> int:
+    from edge_client.client import EdgeClient
+    from splitinfer.pointcloud.io import read_array
+    from splitinfer.repository import ModelRepository
+
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))  # see edge_client.cli.run
+    repo = ModelRepository(models_dir)
+    chosen = pick_models(repo, models)
+    if not chosen:
+        print(f"error: no point-cloud models in {repo.root}", file=sys.stderr)
+        return 1
+    missing = [s for s in SIZES if s not in {c.raw.get("size") for c in chosen}]
+    if missing and not models:
+        print(f"note: no {', '.join(missing)} model in {repo.root}", file=sys.stderr)
+    clouds = read_array(data or SAMPLE)
+    if limit:
+        clouds = clouds[:limit]
+    print(f"demo: {len(clouds)} sample clouds through {', '.join(c.name for c in chosen)}", file=sys.stderr)
+    rows, reports = [], {}
+    t0 = time.perf_counter()
+    with ServerProcess([c.name for c in chosen], models_dir=models_dir) as server:
+        print(f"cloud server on {server.address} (pid {server.proc.pid}, metrics :{server.metrics_port})",
+              file=sys.stderr)
+        with EdgeClient(server.address, models_dir=models_dir, window=window) as client:
+            client.wait_ready(30)
+            for cfg in chosen:
+                model = client.edge_model(cfg.name)
+                for c in clouds:  # labels by class name, in the model's class order
+                    if c.label_name is not None and c.label_name in model.classes:
+                        c.label = list(model.classes).index(c.label_name)
+                bar = None
+                if progress:
+                    from tqdm import tqdm
+                    bar = tqdm(total=len(clouds), desc=cfg.name, unit="cloud", file=sys.stderr, leave=False,
+                               disable=None)
+                report = client.run(clouds, cfg.name, on_result=(lambda r: bar.update(1)) if bar else None)
+                if bar is not None:
+                    bar.close()
+                s = report.summary()
+                s["size"] = cfg.raw.get("size", "?")
+                rows.append(s)
+                reports[cfg.name] = report.to_json()
+        status = server.stop()
+    print(table(rows))
+    print(f"(server: decode + queue + classify per cloud; round trip: edge send -> answer, "
+          f"over loopback; {time.perf_counter() - t0:.1f} s in all, server exit status {status})")
+    if json_out:
+        Path(json_out).write_text(json.dumps({"rows": rows, "reports": reports}, indent=1) + "\n")
+    bad = [r for r in rows if r["failed"] or r["lost"] or r["error"]]
+    for r in bad:
+        print(f"error: {r['model']}: {r['failed']} failed, {r['lost']} lost {r['error'] or ''}", file=sys.stderr)
+    return 1 if bad or status != 0 else 0
+
+
+def _run(a: argparse.Namespace) -> int:
+    models = [m for part in (a.models or []) for m in part.split(",") if m]
+    return run_demo(models or None, a.models_dir, a.data, a.limit, a.window, a.json, not a.quiet)
+
+
+def register(subparsers) -> None:
+    d = subparsers.add_parser("demo", help="serve the shipped models on loopback and stream the sample "
+                                           "through full, lite and micro", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--models", action="append", metavar="NAME[,NAME]",
+                   help="models to demo (default: the most accurate full, lite and micro)")
+    d.add_argument("--models-dir", help="model repository (default: models/ or $SPLITINFER_MODELS)")
+    d.add_argument("--data", help=f"clouds to stream (.npz; default the bundled {SAMPLE.name})")
+    d.add_argument("--limit", type=int, help="stream only the first N clouds")
+    d.add_argument("--window", type=int, default=32)
+    d.add_argument("--json", help="write the table rows and per-frame records")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=_run)

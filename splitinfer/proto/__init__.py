@@ -1,0 +1,1 @@
+"""Generated gRPC code for protos/splitinfer/v1/inference.proto (scripts/gen_protos.sh)."""
