@@ -114,7 +114,8 @@ def _plugins():
     from edge_client.cli import register as stream
     from .bench import register as bench
     from .demo import register as demo
-    return [serve, stream, demo, bench]
+    from .motion.cli import register as motion
+    return [serve, stream, demo, bench, motion]
 
 
 def main(argv: list[str] | None = None) -> int:
