@@ -97,6 +97,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=0.5, patience=5)
         self.epoch, self.best, self.stale, self.wall = 0, math.inf, 0, 0.0
         self.features = None
+        self.val_features = None
         if (self.out / "last.pt").exists():
             self._resume(self.out / "last.pt")
 
@@ -177,9 +178,16 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         self.model.eval()
+        if self.cfg.freeze_encoder and self.val_features is None:  # the frozen trunk's val features
+            self.val_features = torch.cat([
+                self.model.encoder(torch.from_numpy(self.val_points[i:i + 256]).transpose(1, 2))
+                for i in range(0, len(self.val_labels), 256)])
         logits, bits = [], []
         for i in range(0, len(self.val_labels), 256):
-            out = self.model(torch.from_numpy(self.val_points[i:i + 256]))
+            if self.val_features is not None:
+                out = self._forward(self.val_features[i:i + 256])
+            else:
+                out = self.model(torch.from_numpy(self.val_points[i:i + 256]))
             logits.append(out["logits"])
             bits.append(out["bits"])
         logits, bits = torch.cat(logits), torch.cat(bits)
