@@ -12,6 +12,11 @@
 The edge half of the model (ONNX encoder + CDF tables) is loaded from the local model
 repository; only the bitstream container travels.
 
+Bandwidth-adaptive rate: ``client.run(clouds, controller=RateController(...))`` encodes each
+cloud with the model the controller picks from what it learned from the acknowledgements so far
+(``edge_client/adaptive.py``; ``splitinfer stream --family ... --latency-budget MS``).
+``slowdown=K`` emulates a device K times slower (every encode takes K times as long).
+
 Streaming semantics (``stream``/``run``):
 
 - flow control: at most ``window`` frames are sent and not yet answered;
@@ -48,6 +53,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
+from splitinfer.codec import Container
 from splitinfer.pointcloud.io import Cloud
 from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
 from splitinfer.proto import inference_pb2 as pb2
@@ -86,7 +92,8 @@ class Result:
     class_name: str | None = None
     top5: list[tuple[str, float]] = field(default_factory=list)
     true_label: int | None = None
-    payload_bytes: int = 0
+    payload_bytes: int = 0                 # the whole container sent (header + coded latent)
+    header_bytes: int = 0                  # the container's header: model id, shape, CRC...
     encode_ms: float = 0.0                 # client: preprocess + ONNX encoder + range coding
     rtt_ms: float = 0.0                    # client: last send -> answer
     decode_ms: float = 0.0                 # server
@@ -96,9 +103,22 @@ class Result:
     sends: int = 1                         # 1 + resends
     duplicate: bool = False                # the server answered from its idempotency memory
     error: str | None = None               # "CODE: message" when the server rejected the frame
+    model: str | None = None               # the model the frame was encoded with
+    wait_ms: float = 0.0                   # client: encoded -> first sent (waiting for the window)
+    response_bytes: int = 0                # serialized size of the answer
+
+    @property
+    def latency_ms(self) -> float:
+        """End to end on the device: encode + wait for the window + send -> answer."""
+        return self.encode_ms + self.wait_ms + self.rtt_ms
 
     @property
     def bits(self) -> int:
+        """Coded latent bits: the rate of the codec (the container header comes on top)."""
+        return 8 * (self.payload_bytes - self.header_bytes)
+
+    @property
+    def container_bits(self) -> int:
         return 8 * self.payload_bytes
 
     @property
@@ -114,9 +134,11 @@ class Result:
     def record(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["bits"] = self.bits
+        d["container_bits"] = self.container_bits
         d["correct"] = self.correct
+        d["latency_ms"] = round(self.latency_ms, 4)
         d["top5"] = [[n, round(p, 6)] for n, p in self.top5]
-        for k in ("encode_ms", "rtt_ms", "decode_ms", "inference_ms", "queue_ms"):
+        for k in ("encode_ms", "rtt_ms", "decode_ms", "inference_ms", "queue_ms", "wait_ms"):
             d[k] = round(d[k], 4)
         return d
 
@@ -160,6 +182,7 @@ class Report:
             "labelled": len(labelled),
             "accuracy": (sum(bool(r.correct) for r in labelled) / len(labelled)) if labelled else None,
             "bits_mean": _mean([r.bits for r in ok]),
+            "container_bits_mean": _mean([r.container_bits for r in ok]),
             "encode_ms_mean": _mean([r.encode_ms for r in self.results]),
             "server_decode_ms_mean": _mean([r.decode_ms for r in ok]),
             "server_inference_ms_mean": _mean([r.inference_ms for r in ok]),
@@ -168,6 +191,9 @@ class Report:
             "rtt_ms_mean": _mean(rtt),
             "rtt_ms_p50": _pct(rtt, 50),
             "rtt_ms_p95": _pct(rtt, 95),
+            "latency_ms_p50": _pct([r.latency_ms for r in ok], 50),
+            "latency_ms_p95": _pct([r.latency_ms for r in ok], 95),
+            "models": dict(collections.Counter(r.model for r in self.results if r.model)),
             "wall_s": self.wall_s,
             "clouds_per_s": (len(self.results) / self.wall_s) if self.wall_s > 0 else None,
             "error": self.error,
@@ -189,7 +215,10 @@ def _as_cloud(item, index: int) -> Cloud:
 
 def _from_response(frame: "_Frame", resp, rtt_ms: float) -> Result:
     r = Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
-               encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends, duplicate=resp.duplicate)
+               header_bytes=Container.unpack(frame.payload).header_size,
+               encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends, duplicate=resp.duplicate,
+               model=frame.model or (resp.model or None), wait_ms=frame.wait_ms,
+               response_bytes=resp.ByteSize())
     if resp.HasField("error") and resp.error.code != 0:
         r.error = f"{_CODE_NAMES.get(resp.error.code, resp.error.code)}: {resp.error.message}"
         return r
@@ -210,6 +239,9 @@ class _Frame:
     sends: int = 0
     t_send: float = 0.0
     retries: int = 0
+    model: str | None = None       # None: the stream's model
+    t_ready: float = 0.0           # when it was encoded (perf_counter)
+    wait_ms: float = 0.0           # t_ready -> first send
 
 
 class _Attempt:
@@ -221,9 +253,10 @@ class _Attempt:
 class _StreamSession:
     """The ledger and the connection loop of one logical stream (``stream_id``)."""
 
-    def __init__(self, client: "EdgeClient", model: str, stream_id: str, window: int):
+    def __init__(self, client: "EdgeClient", model: str, stream_id: str, window: int, controller=None):
         self.client = client
         self.model = model
+        self.controller = controller      # an adaptive.RateController, told of every send and answer
         self.stream_id = stream_id
         self.window = max(1, window)
         self.cond = threading.Condition()
@@ -287,13 +320,21 @@ class _StreamSession:
                     if self.input_closed:
                         return  # half-close: everything is sent; answers keep coming
                     self.cond.wait(0.5)
-                if frame.sends == 0:
+                first = frame.sends == 0
+                if first:
                     self.sent += 1
                 else:
                     self.resent += 1
                 frame.sends += 1
                 frame.t_send = time.perf_counter()
-            yield pb2.ClassifyRequest(model=self.model, payload=frame.payload,
+                if first and frame.t_ready:
+                    frame.wait_ms = max(0.0, (frame.t_send - frame.t_ready) * 1e3)
+            model = frame.model or self.model
+            if self.controller is not None and first:
+                from .adaptive import request_wire_bytes
+                self.controller.on_send(frame.seq, frame.t_send, model, request_wire_bytes(
+                    len(frame.payload), model, self.stream_id, frame.seq))
+            yield pb2.ClassifyRequest(model=model, payload=frame.payload,
                                       stream_id=self.stream_id, seq=frame.seq)
 
     def _on_response(self, resp) -> bool:
@@ -313,7 +354,11 @@ class _StreamSession:
             del self.pending[resp.seq]
             self.results.append(_from_response(frame, resp, (now - frame.t_send) * 1e3))
             self.cond.notify_all()
-            return True
+        if self.controller is not None:
+            from .adaptive import response_wire_bytes
+            self.controller.on_ack(resp.seq, now, resp.decode_ms + resp.queue_ms + resp.inference_ms,
+                                   response_wire_bytes(resp.ByteSize()))
+        return True
 
     def _run(self) -> None:
         c = self.client
@@ -382,7 +427,7 @@ class EdgeClient:
                  tls_server_name: str | None = None, window: int = 32, timeout_s: float | None = 30.0,
                  reconnect_timeout_s: float = 30.0, backoff_initial_s: float = 0.05,
                  backoff_max_s: float = 2.0, frame_retries: int = 20, seed: int = 0,
-                 max_message_bytes: int = 4 * 1024 * 1024):
+                 max_message_bytes: int = 4 * 1024 * 1024, slowdown: float = 1.0):
         self.server = server
         self.model_name = model
         self.models_dir = models_dir
@@ -393,6 +438,7 @@ class EdgeClient:
         self.backoff_max_s = backoff_max_s
         self.frame_retries = frame_retries
         self.seed = seed
+        self.slowdown = max(1.0, float(slowdown))  # emulate a device this many times slower
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
@@ -434,7 +480,11 @@ class EdgeClient:
         pts = validate(points, name)
         t0 = time.perf_counter()
         data = m.encode(pts, seed=self.seed, name=name)
-        return data, (time.perf_counter() - t0) * 1e3
+        took = time.perf_counter() - t0
+        if self.slowdown > 1:  # a slower device: the same work takes `slowdown` times as long
+            time.sleep(took * (self.slowdown - 1))
+            took *= self.slowdown
+        return data, took * 1e3
 
     # -- unary ----------------------------------------------------------------------------------------
     def classify_payload(self, payload: bytes, model: str | None = None, timeout_s: float | None = None,
@@ -480,7 +530,7 @@ class EdgeClient:
     # -- streaming --------------------------------------------------------------------------------------
     def stream(self, clouds: Iterable, model: str | None = None, *, window: int | None = None,
                stream_id: str | None = None, payloads: bool = False,
-               stats: dict | None = None) -> Iterator[Result]:
+               stats: dict | None = None, controller=None) -> Iterator[Result]:
         """Encode and stream clouds over one ClassifyStream; yields one Result per cloud, in the
         order answers arrive (match them by ``seq``, the cloud's index).
 
@@ -488,11 +538,19 @@ class EdgeClient:
         ``payloads=True``, already encoded containers (bytes) or (name, bytes[, label]).
         An invalid cloud raises InvalidPointCloud (naming it) before it is sent. ``stats``, when
         given, receives the stream's counters when the generator ends.
+
+        controller: an ``edge_client.adaptive.RateController``: each cloud is encoded with the
+        model it chooses at that moment (``Result.model`` says which), and it is told of every
+        send and answer (see ``warm_up`` to measure the candidates' encode times first).
         """
+        if controller is not None:
+            model = model or controller.candidates[0].name
         model = model or self.model_name
         if not model:
             raise ValueError("no model: pass model= to EdgeClient or to stream()")
-        sess = _StreamSession(self, model, stream_id or uuid.uuid4().hex, window or self.window)
+        sess = _StreamSession(self, model, stream_id or uuid.uuid4().hex, window or self.window, controller)
+        if controller is not None:
+            controller.stream_id = sess.stream_id
         sess.thread.start()
         try:
             for seq, item in enumerate(clouds):
@@ -505,8 +563,14 @@ class EdgeClient:
                     frame = _Frame(seq, data, str(name), label, 0.0)
                 else:
                     cloud = _as_cloud(item, seq)
-                    data, enc = self.encode(cloud.points, model, cloud.name)
-                    frame = _Frame(seq, data, cloud.name, cloud.label, enc)
+                    use = model
+                    if controller is not None:
+                        use = controller.choose(time.perf_counter()).model
+                    data, enc = self.encode(cloud.points, use, cloud.name)
+                    if controller is not None:
+                        controller.on_encoded(use, enc)
+                    frame = _Frame(seq, data, cloud.name, cloud.label, enc, model=use)
+                frame.t_ready = time.perf_counter()
                 sess.put(frame)
                 yield from sess.take_results(block=False)
                 if sess.finished:
@@ -529,17 +593,32 @@ class EdgeClient:
                              dropped_duplicates=sess.dropped_duplicates, lost=len(sess.pending),
                              stream_id=sess.stream_id)
 
+    def warm_up(self, models: Sequence[str], points=None, repeats: int = 3) -> dict[str, float]:
+        """Load every model's encoder, run it once, and time ``repeats`` encodes (median ms,
+        including the device slowdown): the encode times an adaptive controller starts from."""
+        if points is None:
+            points = np.random.default_rng(0).normal(size=(2048, 3)).astype(np.float32)
+        out = {}
+        for name in models:
+            self.encode(points, name)
+            out[name] = float(np.median([self.encode(points, name)[1] for _ in range(max(1, repeats))]))
+        return out
+
     def run(self, clouds: Iterable, model: str | None = None, *, window: int | None = None,
-            stream_id: str | None = None, on_result=None, payloads: bool = False) -> Report:
+            stream_id: str | None = None, on_result=None, payloads: bool = False,
+            controller=None) -> Report:
         """``stream`` collected into a Report (a stream that gives up is reported, not raised)."""
+        if controller is not None:
+            model = model or "adaptive"
         model = model or self.model_name
         results: list[Result] = []
         stats: dict = {}
         t0 = time.perf_counter()
         error = None
         try:
-            for r in self.stream(clouds, model, window=window, stream_id=stream_id, stats=stats,
-                                 payloads=payloads):
+            for r in self.stream(clouds, None if controller is not None else model, window=window,
+                                 stream_id=stream_id, stats=stats, payloads=payloads,
+                                 controller=controller):
                 results.append(r)
                 if on_result is not None:
                     on_result(r)

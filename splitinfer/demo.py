@@ -47,7 +47,9 @@ class ServerProcess:
     """``python -m cloud_server`` as a child process on a free loopback port."""
 
     def __init__(self, models: list[str], models_dir: str | None = None, extra: list[str] | None = None,
-                 port: int = 0, host: str = "127.0.0.1", env: dict | None = None, timeout_s: float = 120.0):
+                 port: int = 0, host: str = "127.0.0.1", env: dict | None = None, timeout_s: float = 120.0,
+                 prefix: list[str] | None = None):
+        """prefix: a command to run the server under, e.g. ``ip netns exec NS`` (a namespace)."""
         self.tmp = tempfile.TemporaryDirectory(prefix="splitinfer-serve-")
         self.ready_file = Path(self.tmp.name) / "ready.json"
         self.log_path = Path(self.tmp.name) / "server.log"
@@ -58,6 +60,7 @@ class ServerProcess:
         for m in models:
             cmd += ["--model", m]
         cmd += extra or []
+        cmd = list(prefix or []) + cmd
         root = Path(__file__).resolve().parents[1]
         penv = dict(os.environ, **(env or {}))
         penv["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), penv.get("PYTHONPATH", "")) if p)
@@ -109,7 +112,7 @@ def _f(v, spec):
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'model':<20} {'size':<6} {'clouds':>6} {'accuracy':>9} {'bits/cloud':>10} "
+    head = (f"{'model':<20} {'size':<6} {'clouds':>6} {'accuracy':>9} {'bits/cloud':>10} {'sent B':>7} "
             f"{'encode ms':>10} {'server ms':>10} {'rtt p50':>8} {'rtt p95':>8} {'clouds/s':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -118,7 +121,8 @@ def table(rows: list[dict]) -> str:
             server = r["server_decode_ms_mean"] + r["server_inference_ms_mean"] + r["server_queue_ms_mean"]
         acc = None if r["accuracy"] is None else 100 * r["accuracy"]
         lines.append(f"{r['model']:<20} {r['size']:<6} {r['acknowledged']:>6} {_f(acc, '.1f') + '%':>9} "
-                     f"{_f(r['bits_mean'], '.1f'):>10} {_f(r['encode_ms_mean'], '.2f'):>10} "
+                     f"{_f(r['bits_mean'], '.1f'):>10} {_f(r['container_bits_mean'] / 8, '.1f'):>7} "
+                     f"{_f(r['encode_ms_mean'], '.2f'):>10} "
                      f"{_f(server, '.3f'):>10} {_f(r['rtt_ms_p50'], '.2f'):>8} "
                      f"{_f(r['rtt_ms_p95'], '.2f'):>8} {_f(r['clouds_per_s'], '.1f'):>9}")
     return "\n".join(lines)
@@ -170,8 +174,10 @@ def run_demo(models: list[str] | None = None, models_dir: str | None = None, dat
                 reports[cfg.name] = report.to_json()
         status = server.stop()
     print(table(rows))
-    print(f"(server: decode + queue + classify per cloud; round trip: edge send -> answer, "
-          f"over loopback; {time.perf_counter() - t0:.1f} s in all, server exit status {status})")
+    print(f"(bits/cloud: the range-coded latent, real bytes x 8; sent B: the whole container with its "
+          f"header; accuracy: the balanced 3-per-class sample; server: decode + queue + classify; "
+          f"round trip: edge send -> answer over loopback, {window} frames in flight; "
+          f"{time.perf_counter() - t0:.1f} s in all, server exit status {status})")
     if json_out:
         Path(json_out).write_text(json.dumps({"rows": rows, "reports": reports}, indent=1) + "\n")
     bad = [r for r in rows if r["failed"] or r["lost"] or r["error"]]
