@@ -114,8 +114,9 @@ def _plugins():
     from edge_client.cli import register as stream
     from .bench import register as bench
     from .demo import register as demo
+    from .baselines.draco import register as baseline
     from .motion.cli import register as motion
-    return [serve, stream, demo, bench, motion]
+    return [serve, stream, demo, bench, motion, baseline]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Input-compression baselines: compress the point cloud itself, classify the decoded cloud."""

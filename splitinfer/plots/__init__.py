@@ -1,0 +1,1 @@
+"""Figures and result tables (numpy + matplotlib; no torch)."""
