@@ -33,9 +33,13 @@ RECIPES: dict[str, tuple] = {
     # keeps it frozen (pointwise layers and BatchNorm see single points, so the trunk does not
     # depend on P) and learns its gain, entropy model and classifier on cached features
     "full-p256-l4000": ("full", 256, 4000, 8, None, False),
-    **{f"full-p1024-l{l}": ("full", 1024, l, 40, "full-p256-l4000", True) for l in (16000, 4000, 320, 80, 28, 10)},
-    **{f"full-p256-l{l}": ("full", 256, l, 40, "full-p256-l4000", True) for l in (160, 28)},
-    **{f"full-p64-l{l}": ("full", 64, l, 40, "full-p256-l4000", True) for l in (4000, 160, 28)},
+    **{f"full-p1024-l{l}": ("full", 1024, l, 25, "full-p256-l4000", True) for l in (16000, 4000, 320)},
+    # lower rates start from the next higher rate point (the gain has less far to travel)
+    "full-p1024-l80": ("full", 1024, 80, 25, "full-p1024-l320", True),
+    "full-p1024-l28": ("full", 1024, 28, 25, "full-p1024-l80", True),
+    "full-p1024-l10": ("full", 1024, 10, 25, "full-p1024-l28", True),
+    **{f"full-p256-l{l}": ("full", 256, l, 25, "full-p256-l4000", True) for l in (160, 28)},
+    **{f"full-p64-l{l}": ("full", 64, l, 25, "full-p256-l4000", True) for l in (4000, 160, 28)},
     "micro-p256-l1000": ("micro", 256, 1000, 20, "micro-p1024-l1000", False),
     **{f"micro-p256-l{l}": ("micro", 256, l, 20, "micro-p256-l1000", False) for l in (160, 28)},
     "micro-p64-l1000": ("micro", 64, 1000, 20, "micro-p256-l1000", False),
@@ -53,16 +57,24 @@ def train(name: str, data: str | None, threads: int = 1) -> None:
     if warm:
         cmd += ["--warm-start", str(RUNS / warm / "best.pt")]
     if frozen:
-        cmd += ["--freeze-encoder", "--feature-cache", str(RUNS / warm / f"features_p{P}.pt")]
+        cmd += ["--freeze-encoder", "--feature-cache", str(RUNS / trunk(name) / f"features_p{P}.pt")]
     print("$", " ".join(cmd), flush=True)
     # passive OpenMP waits: spinning threads collapse throughput when cores are shared
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
+def trunk(name: str) -> str:
+    """The end-to-end run whose encoder a frozen recipe uses (and whose feature caches it shares)."""
+    while RECIPES[name][5]:
+        name = RECIPES[name][4]
+    return name
+
+
 def recipe_text(name: str) -> str:
     size, P, lmbda, epochs, warm, frozen = RECIPES[name]
-    how = "frozen trunk of " + warm if frozen else ("warm start from " + warm if warm else "from scratch")
+    how = (f"frozen trunk of {trunk(name)}, warm start from {warm}" if frozen
+           else ("warm start from " + warm if warm else "from scratch"))
     return f"{size}, P={P}, lambda={lmbda}, up to {epochs} epochs, {how}"
 
 
