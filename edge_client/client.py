@@ -53,7 +53,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
-from splitinfer.codec import Container
+from splitinfer.codec import BitstreamError, Container
 from splitinfer.pointcloud.io import Cloud
 from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
 from splitinfer.proto import inference_pb2 as pb2
@@ -213,9 +213,17 @@ def _as_cloud(item, index: int) -> Cloud:
     return Cloud(f"cloud {index}", item)
 
 
+def _header_size(payload: bytes) -> int:
+    """The container header's size (0 for a payload that is not a valid container)."""
+    try:
+        return Container.unpack(payload).header_size
+    except BitstreamError:
+        return 0
+
+
 def _from_response(frame: "_Frame", resp, rtt_ms: float) -> Result:
     r = Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
-               header_bytes=Container.unpack(frame.payload).header_size,
+               header_bytes=_header_size(frame.payload),
                encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends, duplicate=resp.duplicate,
                model=frame.model or (resp.model or None), wait_ms=frame.wait_ms,
                response_bytes=resp.ByteSize())
@@ -550,7 +558,7 @@ class EdgeClient:
             raise ValueError("no model: pass model= to EdgeClient or to stream()")
         sess = _StreamSession(self, model, stream_id or uuid.uuid4().hex, window or self.window, controller)
         if controller is not None:
-            controller.stream_id = sess.stream_id
+            controller.on_stream(sess.stream_id)
         sess.thread.start()
         try:
             for seq, item in enumerate(clouds):
