@@ -208,7 +208,11 @@ class DynamicBatcher:
             return answers
         t0 = time.perf_counter()
         try:
-            logits = self.run(np.stack([it.x for it in live]))
+            xs = [it.x for it in live]
+            if all(x.shape == xs[0].shape for x in xs):
+                logits = self.run(np.stack(xs))
+            else:  # inputs of different sizes (e.g. point clouds of different counts): one by one
+                logits = np.concatenate([self.run(x[None]) for x in xs])
             t1 = time.perf_counter()
             labels, idx, prob = softmax_topk(np.asarray(logits, np.float32), self.topk)
         except Exception as e:  # a failing model run answers its batch, never kills the worker

@@ -4,6 +4,9 @@ Per frame: look the model up (NOT_FOUND), check the payload size (RESOURCE_EXHAU
 container and range-decode y_hat with constriction on the event loop (any failure:
 INVALID_ARGUMENT), queue y_hat on the model's dynamic batcher (a full queue: UNAVAILABLE, retry
 later), run the ONNX classifier on the batch, answer label, class name, top-5 and timings.
+Cloud-only models (task ``pointcloud-input-classification``, a plain PointNet) take the same
+path with the points themselves as input: raw float32 or Draco-coded (container kinds 4 and 5,
+unpacked, and Draco-decoded, in ``decode``; ``splitinfer.pointcloud.input_model``).
 
 Semantics:
 
@@ -57,6 +60,8 @@ SERVICE_NAME = pb2.DESCRIPTOR.services_by_name["Inference"].full_name  # "spliti
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024   # a payload is a few bytes to a few hundred; 64 KiB is ample
 _ENVELOPE_BYTES = 4096                  # request fields around the payload
 _UNKNOWN = "<unknown>"
+# split codecs (a latent: range-decoded y_hat) and cloud-only plain models (raw or Draco points)
+SERVED_TASKS = ("pointcloud-classification", "pointcloud-input-classification")
 
 
 @dataclass
@@ -386,7 +391,7 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
 
 def load_models(opts: ServerOptions) -> dict:
     repo = ModelRepository(opts.models_dir)
-    names = opts.models or [c.name for c in repo.list("pointcloud-classification")]
+    names = opts.models or [c.name for c in repo.list() if c.task in SERVED_TASKS]
     names = list(dict.fromkeys(names))
     if not names:
         raise ServeError(f"no point-cloud models in {repo.root}")
@@ -394,9 +399,11 @@ def load_models(opts: ServerOptions) -> dict:
     for name in names:
         model = repo.load(name)
         model.threads = opts.threads
-        # warm up: create the classifier session and run the batch shapes once
-        for b in {1, min(opts.max_batch_size, 64)}:
-            model.classify(np.zeros((b, model.channels), np.float32))
+        # warm up: create the classifier session and run the batch shapes once (a cloud-only
+        # model, whose input is a whole cloud, once with one cloud)
+        warm = getattr(model, "warmup_input", None)
+        for b in ({1} if warm else {1, min(opts.max_batch_size, 64)}):
+            model.classify(warm(b) if warm else np.zeros((b, model.channels), np.float32))
         models[model.name] = model
     return models
 

@@ -8,6 +8,14 @@ streamed over one ClassifyStream with a window of unanswered frames, reconnectin
 after a dropped connection. Prints a progress bar (or, with --table, a line per frame) and a
 summary; --json writes per-frame records and the summary. Exit status 0 when every frame was
 answered without error, 1 otherwise.
+
+Bandwidth-adaptive rate: with ``--latency-budget MS --family FAMILY``, every frame is encoded
+with the model of the family that maximises expected accuracy (each model's measured test
+accuracy) subject to a predicted end-to-end latency within the budget, from the goodput and
+round trip the client measures on its own acknowledgements (``edge_client/adaptive.py``).
+FAMILY: model names and/or sizes (full, lite, micro) or "all", comma-separated.
+
+    splitinfer stream --server HOST:PORT --family full --latency-budget 100 clouds.npz
 """
 from __future__ import annotations
 
@@ -23,7 +31,14 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                         ".npy/.npz arrays, or folders of them")
     s.add_argument("--server", default=os.environ.get("SPLITINFER_SERVER", "127.0.0.1:50051"),
                    help="HOST:PORT of the cloud server (default 127.0.0.1:50051 or $SPLITINFER_SERVER)")
-    s.add_argument("--model", required=True, help="model name, e.g. micro-p1024-l1000")
+    s.add_argument("--model", help="model name, e.g. micro-p1024-l1000 (required without --family)")
+    s.add_argument("--family", help="adaptive rate: candidate models (names, sizes full/lite/micro, or all)")
+    s.add_argument("--latency-budget", type=float, metavar="MS",
+                   help="adaptive rate: keep the end-to-end latency per frame under MS (needs --family)")
+    s.add_argument("--interval-ms", type=float, default=0.0,
+                   help="send a frame every MS (a sensor's frame rate; default 0: as fast as the window allows)")
+    s.add_argument("--device-slowdown", type=float, default=1.0, metavar="K",
+                   help="emulate a device K times slower (encode time x K)")
     s.add_argument("--models", dest="models_dir", metavar="DIR",
                    help="local model repository with the edge encoder (default: models/ or $SPLITINFER_MODELS)")
     s.add_argument("--json", metavar="OUT", help="write per-frame records and the summary ('-': stdout)")
@@ -74,13 +89,23 @@ def run(a: argparse.Namespace) -> int:
     token = a.token
     if a.token_file:
         token = open(a.token_file).read().strip()
+    if not a.model and not a.family:
+        print("error: --model or --family is required", file=sys.stderr)
+        return 2
+    if (a.latency_budget is None) != (a.family is None):
+        print("error: --latency-budget and --family go together", file=sys.stderr)
+        return 2
     client = EdgeClient(a.server, a.model, models_dir=a.models_dir, token=token, tls=a.tls,
                         tls_ca=a.tls_ca, tls_server_name=a.tls_server_name, window=a.window,
-                        reconnect_timeout_s=a.reconnect_timeout, seed=a.seed)
+                        reconnect_timeout_s=a.reconnect_timeout, seed=a.seed, slowdown=a.device_slowdown)
     try:
+        controller = None
         try:
+            if a.family:
+                controller = make_controller(client, a.family, a.latency_budget)
+                client.model_name = controller.candidates[0].name
             classes = list(client.edge_model().classes)
-        except UnknownModel as e:
+        except (UnknownModel, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         try:
@@ -113,8 +138,11 @@ def run(a: argparse.Namespace) -> int:
                 print(f"{r.seq:>5} {r.name[-40:]:<40} {label:<14} {truth:<14} {r.bits:>6} "
                       f"{r.encode_ms:>7.2f} {r.rtt_ms:>7.2f}", flush=True)
 
+        stream_in = clouds
+        if a.interval_ms > 0:
+            stream_in = paced(clouds, a.interval_ms / 1e3)
         try:
-            report = client.run(clouds, on_result=on_result)
+            report = client.run(stream_in, on_result=on_result, controller=controller)
         except InvalidPointCloud as e:  # pragma: no cover - checked above
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -123,8 +151,18 @@ def run(a: argparse.Namespace) -> int:
                 bar.close()
         summary = report.summary()
         print_summary(summary, sys.stdout if a.json != "-" else sys.stderr)
+        out = report.to_json()
+        if controller is not None:
+            within = [r.latency_ms <= a.latency_budget for r in report.results if r.ok]
+            out["adaptive"] = {"budget_ms": a.latency_budget,
+                               "within_budget": (sum(within) / len(within)) if within else None,
+                               "candidates": [vars(c) for c in controller.candidates],
+                               "decisions": [d.record() for d in controller.decisions]}
+            print(f"adaptive: {_fmt(out['adaptive']['within_budget'], '.1%')} of frames within "
+                  f"{a.latency_budget:g} ms; models used {summary['models']}",
+                  file=sys.stdout if a.json != "-" else sys.stderr)
         if a.json:
-            text = json.dumps(report.to_json(), indent=1)
+            text = json.dumps(out, indent=1)
             if a.json == "-":
                 print(text)
             else:
@@ -133,6 +171,29 @@ def run(a: argparse.Namespace) -> int:
         return 0 if (summary["failed"] == 0 and summary["lost"] == 0 and not summary["error"]) else 1
     finally:
         client.close()
+
+
+def paced(items, interval_s: float):
+    """Yield the items at a fixed rate (one every interval_s), like a sensor."""
+    import time
+    t0 = time.perf_counter()
+    for i, item in enumerate(items):
+        delay = t0 + i * interval_s - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
+def make_controller(client, family: str, budget_ms: float, **params):
+    """A RateController over ``family`` with the encode times measured here (warms the encoders)."""
+    from splitinfer.repository import ModelRepository
+
+    from .adaptive import RateController, candidate_from_config, resolve_family
+    repo = ModelRepository(client.models_dir)
+    configs = resolve_family(repo, family)
+    enc = client.warm_up([c.name for c in configs])
+    cands = sorted((candidate_from_config(c, enc[c.name]) for c in configs), key=lambda c: c.payload_bytes)
+    return RateController(cands, budget_ms, **params)
 
 
 def register(subparsers) -> None:

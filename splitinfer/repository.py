@@ -92,13 +92,18 @@ class ModelRepository:
                 raise ValueError(f"{cfg.path / fname}: checksum mismatch")
 
     def load(self, name: str, version: int | None = None):
-        """The runtime of a model (``PointCloudModel`` for point-cloud classification), cached."""
+        """The runtime of a model, cached: ``PointCloudModel`` for point-cloud classification,
+        ``InputClassificationModel`` for cloud-only input classification (raw or Draco points)."""
         cfg = self.config(name, version)
         key = (cfg.name, cfg.version)
         with self._lock:
             if key not in self._loaded:
-                if cfg.task != "pointcloud-classification":
+                if cfg.task == "pointcloud-classification":
+                    from .pointcloud.runtime import PointCloudModel
+                    self._loaded[key] = PointCloudModel(cfg)
+                elif cfg.task == "pointcloud-input-classification":  # cloud-only: raw/Draco points
+                    from .pointcloud.input_model import InputClassificationModel
+                    self._loaded[key] = InputClassificationModel(cfg)
+                else:
                     raise UnknownModel(f"model {name!r} has task {cfg.task!r}, not a point-cloud model")
-                from .pointcloud.runtime import PointCloudModel
-                self._loaded[key] = PointCloudModel(cfg)
             return self._loaded[key]

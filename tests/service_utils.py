@@ -77,3 +77,47 @@ def encoded(name: str, count: int = 120) -> tuple[list[bytes], list[int], list[i
 
 def python() -> str:
     return sys.executable
+
+
+def tiny_plain_onnx(path: Path, classes: int = 40, seed: int = 0) -> Path:
+    """A stand-in plain PointNet: points (B, N, 3) -> pointwise linear + ReLU -> max over points
+    -> linear -> logits (B, classes), any N. Needs the `onnx` package (skips without it)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(size=(3, 32)).astype(np.float32)
+    w2 = rng.normal(size=(32, classes)).astype(np.float32)
+    b2 = rng.normal(size=(classes,)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["points", "w1"], ["h"]),
+         helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("ReduceMax", ["r"], ["g"], axes=[1], keepdims=0),
+         helper.make_node("MatMul", ["g", "w2"], ["z"]),
+         helper.make_node("Add", ["z", "b2"], ["logits"])],
+        "tiny_plain",
+        [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["batch", "n", 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def input_model_repo(directory: Path, with_codecs: bool = True) -> Path:
+    """A model repository with a tiny cloud-only model "plain-pointnet-p1024" (and links to the
+    shipped codecs)."""
+    from splitinfer.pointcloud.input_model import package_plain
+    from splitinfer.repository import ModelRepository
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if with_codecs:
+        for cfg in ModelRepository().list("pointcloud-classification"):
+            link = directory / cfg.name
+            if not link.exists():
+                link.symlink_to(cfg.path.parent.resolve())
+    onnx_path = tiny_plain_onnx(directory / "_src" / "tiny_plain.onnx")
+    package_plain(onnx_path, "plain-pointnet-p1024", directory)
+    return directory

@@ -8,3 +8,5 @@ def register(subparsers) -> None:
     sub = group.add_subparsers(dest="bench", required=True)
     from .server import register as server
     server(sub)
+    from .bandwidth import register as bandwidth
+    bandwidth(sub)

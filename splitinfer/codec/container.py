@@ -87,6 +87,8 @@ class PayloadKind(enum.IntEnum):
     POINTCLOUD_LATENT = 1
     IMAGE_LATENT = 2
     IMAGE_SIDE_INFO = 3
+    POINTCLOUD_RAW_F32 = 4   # cloud-only input: points (N, 3) as float32 little-endian, row-major
+    POINTCLOUD_DRACO = 5     # cloud-only input: one Draco point-cloud buffer of N points
 
 
 # ---------------------------------------------------------------------------- varints

@@ -1,0 +1,178 @@
+"""Cloud-only ("input") models: the device sends the cloud itself, the server classifies it.
+
+A repository model of task ``pointcloud-input-classification`` is a plain PointNet
+(``points (B, N, 3) -> logits``, any N) that classifies the points the edge sends, either raw
+(container kind 4, ``POINTCLOUD_RAW_F32``: float32 little-endian, shape ``(N, 3)``) or Draco-coded
+(kind 5, ``POINTCLOUD_DRACO``: one Draco point-cloud buffer, shape ``(N, 3)`` with N the points
+encoded; Draco may merge duplicate points, so the decoded count is at most N). See
+docs/bitstream.md. The edge preprocesses the cloud exactly as for the split codecs
+(``preprocess``: centre, unit sphere, P points with a fixed seed) before packing it.
+
+    models/plain-pointnet-p1024/1/config.json
+    {"name": "plain-pointnet-p1024", "version": 1, "task": "pointcloud-input-classification",
+     "size": "input", "points": 1024, "classes": [...], "files": {"classifier": "model.onnx"},
+     "sha256": {"model.onnx": "..."}, "inputs": ["raw-f32", "draco"]}
+
+Torch-free: numpy and onnxruntime on both sides; DracoPy for the Draco kind (imported lazily,
+it is in the ``cloud`` extra).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec import Container, CorruptPayload, PayloadKind, UnknownModel
+from ..repository import ModelConfig
+
+TASK = "pointcloud-input-classification"
+INPUT_KINDS = (PayloadKind.POINTCLOUD_RAW_F32, PayloadKind.POINTCLOUD_DRACO)
+MAX_POINTS = 1 << 16
+
+
+# -- edge: pack a (preprocessed) cloud ----------------------------------------------------------------
+def pack_raw(points: np.ndarray, model_id: str) -> bytes:
+    """Points (N, 3) -> a kind-4 container: float32 little-endian, row-major (12 N bytes)."""
+    p = np.ascontiguousarray(points, dtype="<f4")
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"expected points (N, 3), got {p.shape}")
+    return Container(model_id=model_id, kind=PayloadKind.POINTCLOUD_RAW_F32, shape=p.shape,
+                     payloads=(p.tobytes(),)).pack()
+
+
+def pack_draco(points: np.ndarray, model_id: str, qbits: int, level: int = 10) -> bytes:
+    """Points (N, 3) -> a kind-5 container holding one Draco buffer (``quantization_bits`` =
+    qbits, ``compression_level`` = level)."""
+    import DracoPy
+    p = np.ascontiguousarray(points, dtype=np.float32)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"expected points (N, 3), got {p.shape}")
+    data = DracoPy.encode(p, quantization_bits=int(qbits), compression_level=int(level))
+    return Container(model_id=model_id, kind=PayloadKind.POINTCLOUD_DRACO, shape=p.shape,
+                     payloads=(bytes(data),)).pack()
+
+
+# -- cloud: unpack ------------------------------------------------------------------------------------
+def unpack_points(c: Container) -> np.ndarray:
+    """The points (M, 3) float32 of a kind-4 or kind-5 container; raises a BitstreamError."""
+    if c.kind not in INPUT_KINDS:
+        raise CorruptPayload(f"expected a point-cloud input (kind 4 or 5), got kind {int(c.kind)}")
+    if len(c.shape) != 2 or c.shape[1] != 3 or not 1 <= c.shape[0] <= MAX_POINTS:
+        raise CorruptPayload(f"expected a shape (N, 3) with 1 <= N <= {MAX_POINTS}, got {tuple(c.shape)}")
+    n = c.shape[0]
+    if len(c.payloads) != 1:
+        raise CorruptPayload(f"expected one payload, got {len(c.payloads)}")
+    data = c.payloads[0]
+    if c.kind == PayloadKind.POINTCLOUD_RAW_F32:
+        if len(data) != 12 * n:
+            raise CorruptPayload(f"raw payload of {len(data)} bytes for {n} points (expected {12 * n})")
+        pts = np.frombuffer(data, dtype="<f4").reshape(n, 3).astype(np.float32)
+    else:
+        import DracoPy
+        try:
+            mesh = DracoPy.decode(data)
+            pts = np.asarray(mesh.points, np.float32).reshape(-1, 3)
+        except Exception as e:  # DracoPy raises its own types on garbage
+            raise CorruptPayload(f"Draco payload rejected: {type(e).__name__}: {e}") from None
+        if not 1 <= len(pts) <= n:
+            raise CorruptPayload(f"Draco payload decodes to {len(pts)} points, header says at most {n}")
+    if not np.isfinite(pts).all():
+        raise CorruptPayload("points are NaN or infinite")
+    return pts
+
+
+class InputClassificationModel:
+    """A plain PointNet served for cloud-only inputs (raw or Draco points)."""
+
+    task = TASK
+
+    def __init__(self, config: ModelConfig, threads: int = 1):
+        self.config = config
+        self.threads = threads
+        self.classes: list[str] = list(config.raw["classes"])
+        self.points: int = int(config.raw.get("points") or 1024)
+        self.channels: int = 0           # no latent: the input is the cloud itself
+        self._classifier = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Container bytes -> points (M, 3) float32. Raises a BitstreamError subclass."""
+        c = Container.unpack(data)
+        if c.model_id != self.name:
+            raise UnknownModel(f"payload is for model {c.model_id!r}, not {self.name!r}")
+        return unpack_points(c)
+
+    def warmup_input(self, batch: int) -> np.ndarray:
+        return np.zeros((batch, self.points, 3), np.float32)
+
+    def classify(self, points: np.ndarray) -> np.ndarray:
+        """Points (B, N, 3) -> logits (B, classes)."""
+        if self._classifier is None:
+            from .runtime import _session
+            self._classifier = _session(self.config.file("classifier"), self.threads)
+            self._input = self._classifier.get_inputs()[0].name
+        return self._classifier.run(None, {self._input: np.ascontiguousarray(points, np.float32)})[0]
+
+
+# -- packaging ---------------------------------------------------------------------------------------
+def measure_accuracy(onnx_path, data, points: int = 1024, limit: int | None = None) -> dict:
+    """Raw-input (uncompressed) accuracy of a plain PointNet ONNX on a labelled npz."""
+    from ..baselines.draco import _session, classify
+    from .evaluate import load_labelled
+    from .preprocess import preprocess
+    raw, labels = load_labelled(data)
+    if limit:
+        raw, labels = raw[:limit], labels[:limit]
+    clouds = [preprocess(c, points, 0, name=f"cloud {i}") for i, c in enumerate(raw)]
+    pred = classify(_session(onnx_path), clouds)
+    return {"test_accuracy": float((pred == labels).mean()), "count": int(len(labels)),
+            "measured_with": f"scripts/make_plain_model.py --data {data} (preprocess(cloud, {points}, "
+                             f"seed=0), raw float32 points, onnxruntime)"}
+
+
+def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models", version: int = 1,
+                  points: int = 1024, data=None, draco_json=None):
+    """Copy a plain PointNet ONNX into ``<models_dir>/<name>/<version>/model.onnx`` with its
+    config.json (task ``pointcloud-input-classification``); returns the version folder."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ..repository import sha256
+    onnx = Path(onnx)
+    if not onnx.exists():
+        raise FileNotFoundError(f"{onnx}: no plain PointNet ONNX (scripts/run_draco_baseline.sh makes it)")
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
+    with np.load(sample) as z:
+        classes = [str(c) for c in z["classes"]]
+    out = Path(models_dir) / name / str(version)
+    out.mkdir(parents=True, exist_ok=True)
+    dst = out / "model.onnx"
+    shutil.copyfile(onnx, dst)
+    cfg: dict = {
+        "name": name, "version": version, "task": TASK, "size": "input", "points": points,
+        "lmbda": None, "channels": 0, "classes": classes,
+        "files": {"classifier": "model.onnx"}, "sha256": {"model.onnx": sha256(dst)},
+        "inputs": ["raw-f32", "draco"],
+        "input": "points float32 (B, N, 3), preprocessed at the edge (centre, unit sphere, "
+                 f"{points} points, seed 0); output logits (B, {len(classes)})",
+        "source": str(onnx),
+    }
+    meta = onnx.with_suffix(".json")
+    if meta.exists():
+        cfg["training"] = json.loads(meta.read_text())
+    metrics: dict = {}
+    if data:
+        metrics.update(measure_accuracy(dst, data, points))
+    if draco_json and Path(draco_json).exists():
+        d = json.loads(Path(draco_json).read_text())
+        metrics.setdefault("test_accuracy", d.get("plain_accuracy"))
+        metrics["draco"] = [{k: s[k] for k in ("quantization_bits", "bits_mean", "accuracy")}
+                            for s in d.get("settings", [])]
+        metrics["draco_measured_with"] = d.get("measured_with")
+    if metrics:
+        metrics.setdefault("accuracy", metrics.get("test_accuracy"))
+        cfg["metrics"] = metrics
+    (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    return out
