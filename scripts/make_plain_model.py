@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Package the plain PointNet (cloud-only baseline) as a repository model the server can serve.
 
-    .venv/bin/python scripts/make_plain_model.py [--onnx models/baselines/plain-pointnet-p1024.onnx]
+    .venv/bin/python scripts/make_plain_model.py [--onnx runs/plain-full-p1024/plain.onnx]
         [--name plain-pointnet-p1024] [--models models] [--data ../shared/datasets/modelnet40/modelnet40_test.npz]
 
 Writes ``<models>/<name>/<version>/model.onnx`` (a copy) and its ``config.json``: task
@@ -25,7 +25,7 @@ from splitinfer.pointcloud.input_model import package_plain  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--onnx", default=str(ROOT / "models" / "baselines" / "plain-pointnet-p1024.onnx"))
+    p.add_argument("--onnx", default=str(ROOT / "runs" / "plain-full-p1024" / "plain.onnx"))
     p.add_argument("--name", default="plain-pointnet-p1024")
     p.add_argument("--models", default=str(ROOT / "models"))
     p.add_argument("--version", type=int, default=1)

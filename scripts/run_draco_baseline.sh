@@ -23,7 +23,7 @@ QBITS=${QBITS:-"2 3 4 5 6 7 8 10 12"}
 EPOCHS_DONE=${EPOCHS_DONE:-4}
 RUN=runs/plain-${SIZE}-p1024
 if [[ "$SIZE" == full ]]; then
-  OUT_ONNX=${OUT_ONNX:-models/baselines/plain-pointnet-p1024.onnx}
+  OUT_ONNX=${OUT_ONNX:-$RUN/plain.onnx}
   OUT_JSON=${OUT_JSON:-results/pointcloud/draco.json}
 else
   OUT_ONNX=${OUT_ONNX:-$RUN/plain.onnx}
@@ -75,6 +75,10 @@ path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
 print(json.dumps(meta, indent=1))
 PYEOF
 
+if [[ "$SIZE" == full ]]; then   # the shipped cloud-only model: models/plain-pointnet-p1024/1/
+  "$PY" scripts/make_plain_model.py --onnx "$OUT_ONNX" --draco-json ""
+  OUT_ONNX=models/plain-pointnet-p1024/1/model.onnx
+fi
 nice -n 10 "$PY" -m splitinfer.baselines.draco baseline draco --plain-model "$OUT_ONNX" \
   --data "$DATA/modelnet40_test.npz" --json "$OUT_JSON" --qbits $QBITS --threads 1 --quiet \
   | tee -a "$RUN/run.log"

@@ -8,7 +8,7 @@ and the decoded points are classified by a plain (uncompressed) PointNet exporte
 Draco's own header and metadata (``fixed_overhead_bits``: the size of a one-point buffer, ~1.4 kbit;
 ``bits_minus_overhead_mean`` is reported too, as a lower bound on what Draco needs). Draco reorders points; PointNet is permutation invariant.
 
-    splitinfer baseline draco --plain-model models/baselines/plain-pointnet-p1024.onnx \
+    splitinfer baseline draco --plain-model models/plain-pointnet-p1024/1/model.onnx \
         --data modelnet40_test.npz --json results/pointcloud/draco.json
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Inputs (all optional but the first):
 - ``results/pointcloud/eval/<model>.json``: ``splitinfer eval pointcloud`` output (real bits);
 - ``models/<model>/<version>/config.json``: size, points, lmbda, training wall time;
 - ``results/pointcloud/draco.json``: ``splitinfer baseline draco`` output;
-- ``models/baselines/plain-pointnet-p1024.json``: the plain PointNet's training record.
+- ``models/plain-pointnet-p1024/1/config.json``: the plain PointNet's training record.
 """
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ def make_all(results: str | Path = "results/pointcloud", models: str | Path = "m
     results, models = Path(results), Path(models)
     rows = load_rows(results, models)
     draco = _read(results / "draco.json")
-    plain = _read(models / "baselines" / "plain-pointnet-p1024.json")
+    plain = _read(models / "plain-pointnet-p1024" / "1" / "config.json").get("training", {})
     summary = summarize(rows, draco, plain)
     results.mkdir(parents=True, exist_ok=True)
     (results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
