@@ -162,17 +162,8 @@ class Trainer:
                 yield torch.from_numpy(pts[idx]), labels
 
     def _forward(self, x: torch.Tensor) -> dict:
-        if self.features is None:
-            return self.model(x)
-        m = self.model
-        y = m.gain(x)
-        if m.plain:
-            return {"y": y, "logits": m.classifier(y), "bits": torch.zeros(len(y))}
-        _, likelihoods = m.entropy_bottleneck(y)
-        from ..nn.layers import ste_round
-        y_hat = ste_round(y) if m.training else torch.round(y)
-        return {"y": y, "likelihoods": likelihoods, "logits": m.classifier(y_hat),
-                "bits": -torch.log2(likelihoods).sum(dim=(1, 2))}
+        """Points through the whole model, or cached trunk features through its head."""
+        return self.model(x) if self.features is None else self.model.head(x)
 
     # -- loop ---------------------------------------------------------------------------------
     @torch.no_grad()

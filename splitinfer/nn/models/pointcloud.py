@@ -122,7 +122,12 @@ class PointCloudCodec(nn.Module):
         return torch.round(self.analysis(points))[:, :, 0].to(torch.int32)
 
     def forward(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.analysis(points)
+        return self.head(self.encoder(points.transpose(1, 2)))
+
+    def head(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything after the max pool: gain, entropy bottleneck, classifier (a frozen trunk's
+        cached features enter here)."""
+        y = self.gain(pooled)
         if self.plain:
             return {"y": y, "logits": self.classifier(y), "bits": torch.zeros(len(y))}
         _, likelihoods = self.entropy_bottleneck(y)  # noisy proxy while training
