@@ -93,7 +93,8 @@ class ModelRepository:
 
     def load(self, name: str, version: int | None = None):
         """The runtime of a model, cached: ``PointCloudModel`` for point-cloud classification,
-        ``InputClassificationModel`` for cloud-only input classification (raw or Draco points)."""
+        ``InputClassificationModel`` for cloud-only input classification (raw or Draco points),
+        ``ImageCodec`` for image compression."""
         cfg = self.config(name, version)
         key = (cfg.name, cfg.version)
         with self._lock:
@@ -104,6 +105,9 @@ class ModelRepository:
                 elif cfg.task == "pointcloud-input-classification":  # cloud-only: raw/Draco points
                     from .pointcloud.input_model import InputClassificationModel
                     self._loaded[key] = InputClassificationModel(cfg)
+                elif cfg.task == "image-compression":
+                    from .image.codec import ImageCodec
+                    self._loaded[key] = ImageCodec(cfg)
                 else:
-                    raise UnknownModel(f"model {name!r} has task {cfg.task!r}, not a point-cloud model")
+                    raise UnknownModel(f"model {name!r} has an unknown task {cfg.task!r}")
             return self._loaded[key]

@@ -16,6 +16,7 @@ from .container import (
     check_shape,
 )
 from .entropy_coder import decode, encode, encoded_bits
+from .grid_coder import decode_grid, encode_grid
 from .tables import CdfTables, escape_payload_bits, quantize_pmf
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "check_model",
     "check_shape",
     "decode",
+    "decode_grid",
     "encode",
+    "encode_grid",
     "encoded_bits",
     "escape_payload_bits",
     "quantize_pmf",

@@ -83,7 +83,7 @@ def _plan(tables: CdfTables) -> _Plan:
 # ---------------------------------------------------------------------------- encoding
 
 
-def _escape_symbols(values, low, high):
+def escape_symbols(values, low, high):
     below, m, n = escape_magnitudes(values, low, high)
     rem = m - (np.int64(1) << n)
     syms = list((below.astype(np.int64) * 32 + n).tolist())
@@ -109,7 +109,7 @@ def _encode_words(s: np.ndarray, plan: _Plan) -> np.ndarray:
         enc.encode(coded[chans], _CATEGORICAL, probs)
     esc = np.nonzero(~inr)[0]
     if esc.size:
-        syms, sizes = _escape_symbols(s[esc], plan.low[esc], plan.high[esc])
+        syms, sizes = escape_symbols(s[esc], plan.low[esc], plan.high[esc])
         enc.encode(syms, _UNIFORM, sizes)
     return enc.get_compressed()
 
@@ -181,6 +181,42 @@ def encoded_bits(symbols, tables: CdfTables) -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
+def decode_escapes(dec, low: np.ndarray, high: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Read the escape payloads of ``len(low)`` out-of-range values (headers, then mantissas).
+
+    ``low``/``high`` bound each value's in-range window; ``where`` names the values in errors.
+    """
+    headers = np.asarray(dec.decode(_UNIFORM, np.full(low.size, _HEADER_SIZE, np.int32)),
+                         dtype=np.int64)
+    below = headers >= 32
+    n = headers & 31
+    sizes = []
+    for nb in n.tolist():
+        if nb > _CHUNK_BITS:
+            sizes += [1 << (nb - _CHUNK_BITS), 1 << _CHUNK_BITS]
+        elif nb > 0:
+            sizes.append(1 << nb)
+    chunks = dec.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist() if sizes else []
+    rem = []
+    pos = 0
+    for nb in n.tolist():
+        if nb > _CHUNK_BITS:
+            rem.append((chunks[pos] << _CHUNK_BITS) | chunks[pos + 1])
+            pos += 2
+        elif nb > 0:
+            rem.append(chunks[pos])
+            pos += 1
+        else:
+            rem.append(0)
+    m = (np.int64(1) << n) + np.array(rem, dtype=np.int64)
+    v = np.where(below, low - m, high - 1 + m)
+    bad = (v < _INT32_MIN) | (v > _INT32_MAX)
+    if bad.any():
+        raise CorruptPayload(f"escape value at {int(where[np.argmax(bad)])} decodes to "
+                             f"{int(v[bad][0])}, outside the int32 range")
+    return v
+
+
 def _decode_bytes(data: bytes, plan: _Plan) -> np.ndarray:
     pad = (-len(data)) % 4
     words = np.frombuffer(data + b"\x00" * pad, dtype=">u4").astype(np.uint32)
@@ -194,37 +230,7 @@ def _decode_bytes(data: bytes, plan: _Plan) -> np.ndarray:
     values = plan.low + col
     esc = np.nonzero(col == plan.lengths)[0]
     if esc.size:
-        headers = np.asarray(dec.decode(_UNIFORM, np.full(esc.size, _HEADER_SIZE, np.int32)),
-                             dtype=np.int64)
-        below = headers >= 32
-        n = headers & 31
-        sizes = []
-        for nb in n.tolist():
-            if nb > _CHUNK_BITS:
-                sizes += [1 << (nb - _CHUNK_BITS), 1 << _CHUNK_BITS]
-            elif nb > 0:
-                sizes.append(1 << nb)
-        chunks = (dec.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist()
-                  if sizes else [])
-        rem = []
-        pos = 0
-        for nb in n.tolist():
-            if nb > _CHUNK_BITS:
-                rem.append((chunks[pos] << _CHUNK_BITS) | chunks[pos + 1])
-                pos += 2
-            elif nb > 0:
-                rem.append(chunks[pos])
-                pos += 1
-            else:
-                rem.append(0)
-        m = (np.int64(1) << n) + np.array(rem, dtype=np.int64)
-        v = np.where(below, plan.low[esc] - m, plan.high[esc] - 1 + m)
-        bad = (v < _INT32_MIN) | (v > _INT32_MAX)
-        if bad.any():
-            c = int(esc[np.argmax(bad)])
-            raise CorruptPayload(f"escape value of channel {c} decodes to {int(v[bad][0])}, "
-                                 "outside the int32 range")
-        values[esc] = v
+        values[esc] = decode_escapes(dec, plan.low[esc], plan.high[esc], esc)
     return values
 
 

@@ -1,4 +1,4 @@
-"""Small building blocks shared by the point-cloud models."""
+"""Small building blocks shared by the point-cloud and image models."""
 from __future__ import annotations
 
 import torch
@@ -57,3 +57,6 @@ class STERound(torch.autograd.Function):
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     return STERound.apply(x)
+
+
+from .gdn import GDN  # noqa: E402  (image codec nonlinearity)

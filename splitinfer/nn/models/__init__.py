@@ -1,5 +1,7 @@
 from .pointcloud import (ENCODER_SPECS, Classifier, PointCloudCodec, PointEncoder,
                          Reconstruction, chamfer_distance)
 
-__all__ = ["ENCODER_SPECS", "Classifier", "PointCloudCodec", "PointEncoder", "Reconstruction",
+from .image import DOWNSAMPLING, FactorizedPrior
+
+__all__ = ["DOWNSAMPLING", "FactorizedPrior", "ENCODER_SPECS", "Classifier", "PointCloudCodec", "PointEncoder", "Reconstruction",
            "chamfer_distance"]

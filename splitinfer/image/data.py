@@ -1,0 +1,39 @@
+"""Image folders as shipped in ``--data``: BSDS500 (train/val/test JPEGs) and Kodak (24 PNGs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
+
+
+def resolve(data: str | Path | None, default: str) -> Path:
+    """The ``--data`` folder, defaulting to ../shared/datasets/<default> when it exists."""
+    path = Path(data) if data else SHARED / default
+    if not path.exists():
+        raise FileNotFoundError(f"image data not found at {path}: pass --data DIR")
+    return path
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files of ``folder`` (or the single file ``folder``), sorted by name."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """uint8 array (H, W, 3)."""
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_folder(folder: str | Path) -> list[np.ndarray]:
+    return [load_rgb(p) for p in image_files(folder)]
