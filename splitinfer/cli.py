@@ -17,6 +17,20 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train_image(a: argparse.Namespace) -> int:
+    from .training.image import ImageTrainConfig, train
+    train(ImageTrainConfig(lmbda=a.lmbda, N=a.N, M=a.M, data=a.data, out=a.out, epochs=a.epochs,
+                           steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr,
+                           seed=a.seed, warm_start=a.warm_start, threads=a.threads))
+    return 0
+
+
+def _export_image(a: argparse.Namespace) -> int:
+    from .training.export_image import export_image
+    print(export_image(a.checkpoint, a.name, a.quality, a.models, a.version))
+    return 0
+
+
 def _export_pointcloud(a: argparse.Namespace) -> int:
     from .training.export import export_pointcloud
     out = export_pointcloud(a.checkpoint, a.name, a.models, a.version)
@@ -78,14 +92,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train_pointcloud)
+    t = tr.add_parser("image", help="train a factorized-prior image codec on BSDS500")
+    t.add_argument("--lmbda", type=float, required=True, help="weight of 255^2 MSE against bpp")
+    t.add_argument("--N", type=int, default=64, help="channels of the hidden layers")
+    t.add_argument("--M", type=int, default=96, help="channels of the latent y")
+    t.add_argument("--data", help="BSDS500 folder (default ../shared/datasets/bsds500)")
+    t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps", type=int, default=200, help="optimizer steps per epoch")
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--patch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--warm-start", help="checkpoint to initialise from (another quality)")
+    t.add_argument("--threads", type=int)
+    t.set_defaults(func=_train_image)
 
     ex = sub.add_parser("export", help="export a trained model to the repository (needs torch)")
-    e = ex.add_subparsers(dest="task", required=True).add_parser("pointcloud")
+    ex_sub = ex.add_subparsers(dest="task", required=True)
+    e = ex_sub.add_parser("pointcloud")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--name", required=True)
     e.add_argument("--version", type=int, default=1)
     e.add_argument("--models", default="models")
     e.set_defaults(func=_export_pointcloud)
+    e = ex_sub.add_parser("image")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--name", required=True)
+    e.add_argument("--quality", type=int, required=True)
+    e.add_argument("--version", type=int, default=1)
+    e.add_argument("--models", default="models")
+    e.set_defaults(func=_export_image)
 
     ev = sub.add_parser("eval", help="evaluate on real bitstreams (torch-free)")
     e = ev.add_subparsers(dest="task", required=True).add_parser("pointcloud")
@@ -105,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _plugins():
         register(sub)
+    from .image.cli import add_parsers as add_image_parsers  # eval image, baseline image
+    add_image_parsers(ev, sub.choices["baseline"])
     return p
 
 
@@ -116,7 +155,8 @@ def _plugins():
     from .demo import register as demo
     from .baselines.draco import register as baseline
     from .motion.cli import register as motion
-    return [serve, stream, demo, bench, motion, baseline]
+    from .sidecar.cli import add_parser as sidecar
+    return [serve, stream, demo, bench, motion, baseline, sidecar]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,3 +126,51 @@ def test_each_service_command_runs_as_a_process(compose, tmp_path):
             code = server.wait()
         log.close()
     assert code == 0, (tmp_path / "cloud.log").read_text()
+
+
+def test_sidecar_service(compose, tmp_path):
+    """The image sidecar: HTTP on 8080, healthy by its /healthz, built with the `sidecar` extra;
+    its command serves and its healthcheck command passes against it, run here as processes."""
+    sidecar = compose["services"]["sidecar"]
+    assert "8080" in {str(p).split(":")[-1] for p in sidecar["ports"]}
+    cmd = _command(sidecar["command"])
+    assert cmd[:2] == ["splitinfer", "sidecar"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8080"
+    health = _command(sidecar["healthcheck"]["test"])
+    assert health[:2] == ["CMD", "python"] and "http://127.0.0.1:8080/healthz" in " ".join(health)
+    assert '".[sidecar]"' in _dockerfile(sidecar)[1].read_text()
+    assert sidecar["environment"]["SPLITINFER_MODELS"] == "/app/models"
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    port = free_port()
+    mapping = {"0.0.0.0": "127.0.0.1", "127.0.0.1:8080": f"127.0.0.1:{port}"}
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("SPLITINFER_MODELS", None) if str(env.get("SPLITINFER_MODELS", "")).startswith("/app") else None
+    cmd = _local(cmd, mapping)
+    cmd[cmd.index("--port") + 1] = str(port)
+    log = open(tmp_path / "sidecar.log", "w")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        check = _local(health[1:], mapping)
+        deadline = time.monotonic() + 60
+        while True:  # the healthcheck command fails until the server is up, then succeeds
+            r = subprocess.run(check, capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+            if r.returncode == 0:
+                break
+            assert server.poll() is None, (tmp_path / "sidecar.log").read_text()
+            assert time.monotonic() < deadline, r.stdout + r.stderr
+            time.sleep(0.3)
+        import urllib.request
+        assert b"splitinfer_sidecar_requests_total" in urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.terminate()
+        try:
+            code = server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            code = server.wait()
+        log.close()
+    assert code == 0, (tmp_path / "sidecar.log").read_text()

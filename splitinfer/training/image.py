@@ -92,6 +92,8 @@ class ImageTrainer:
             self.aux_opt.load_state_dict(s["aux_opt"])
             self.epoch, self.best, self.wall = s["epoch"], s["best"], s["wall"]
             self.rng.bit_generator.state = s["rng"]
+            for group in self.opt.param_groups:  # a resumed run may change its learning rate
+                group["lr"] = cfg.lr
             print(f"resumed at epoch {self.epoch}")
 
     def _save(self, name: str) -> None:

@@ -1,0 +1,76 @@
+"""``splitinfer sidecar``: serve the image codec over HTTP (uvicorn).
+
+    splitinfer sidecar --host 0.0.0.0 --port 8080 --models models
+    python -m splitinfer.sidecar --port 8080
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES  # argparse only: the app loads when run
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--models", help="model repository (default: $SPLITINFER_MODELS or ./models)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+                   help="largest upload in MiB (larger: 413)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="largest image in pixels (larger: 413)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (each loads the models and keeps its own metrics)")
+    p.add_argument("--concurrency", type=int, default=0,
+                   help="codec jobs at once per process (default: the CPU count)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run)
+    return p
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``sidecar`` subcommand to the ``splitinfer`` command's subparsers."""
+    p = subparsers.add_parser("sidecar", help="serve the image codec over HTTP (torch-free)",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_arguments(p)
+
+
+def _exit_quietly_after_shutdown() -> None:
+    """uvicorn shuts down gracefully on SIGTERM / SIGINT, restores the previous handlers and
+    raises the signal again; with these handlers the command then exits with status 0 (as
+    ``splitinfer serve`` does), and a signal before uvicorn starts exits at once."""
+    import signal
+
+    def leave(*_):
+        raise SystemExit(0)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, leave)
+
+
+def run(a: argparse.Namespace) -> int:
+    import uvicorn
+    _exit_quietly_after_shutdown()
+    max_upload = int(a.max_upload_mb * 2**20)
+    if a.workers > 1:  # worker processes build their own app from the environment
+        os.environ.update({"SPLITINFER_SIDECAR_MAX_UPLOAD_BYTES": str(max_upload),
+                           "SPLITINFER_SIDECAR_MAX_PIXELS": str(a.max_pixels),
+                           "SPLITINFER_SIDECAR_CONCURRENCY": str(a.concurrency or 0)})
+        if a.models:
+            os.environ["SPLITINFER_MODELS"] = os.path.abspath(a.models)
+        uvicorn.run("splitinfer.sidecar.app:app_from_env", factory=True, host=a.host,
+                    port=a.port, workers=a.workers, log_level=a.log_level,
+                    timeout_graceful_shutdown=10)
+        return 0
+    from .app import create_app
+    app = create_app(a.models, max_upload, a.max_pixels, a.concurrency or None)
+    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, timeout_graceful_shutdown=10)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m splitinfer.sidecar", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = add_arguments(p).parse_args(argv)
+    return a.func(a)

@@ -1,0 +1,1 @@
+"""The sidecar's routes: images (compress, decompress, analyze), models, health."""

@@ -1,0 +1,258 @@
+"""The sidecar's state and the work behind the routes: the model repository, limits, reading
+uploads into RGB arrays, and the API errors (every failure becomes an :class:`ApiError` with a
+status and a stable code; the app turns it into ``{"error": {"code", "message"}}``)."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import anyio
+import numpy as np
+
+from ..codec import BitstreamError, Container, UnknownModel
+from ..repository import ModelConfig, ModelRepository
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from .metrics import Metrics
+
+log = logging.getLogger("splitinfer.sidecar")
+
+TASK = "image-compression"
+#: Seconds the list of image models is cached between re-reads of the repository.
+CONFIG_TTL = 2.0
+#: Image formats the sidecar decodes (Pillow plugin names); anything else is 415.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
+
+
+#: Leading bytes of the formats above: an upload that starts like one but does not open is a
+#: broken image (400), not something else (415).
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+              (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format ``data`` starts like, or None."""
+    for magic, name in SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, stable code, message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def bitstream_error(e: BitstreamError) -> ApiError:
+    """400 naming the BitstreamError subclass (UnknownModel: 404)."""
+    name = type(e).__name__
+    if isinstance(e, UnknownModel):
+        return ApiError(404, "UnknownModel", str(e))
+    return ApiError(400, name, f"bitstream rejected ({name}): {e}")
+
+
+def has_adaptive(cfg: ModelConfig) -> bool:
+    return "h_s_q" in cfg.raw.get("files", {})
+
+
+def analysis_module():
+    """``(splitinfer.image.analysis, None)``, or ``(None, why)`` when it cannot be imported."""
+    try:
+        from ..image import analysis
+    except ImportError as e:
+        return None, f"{type(e).__name__}: {e}"
+    return analysis, None
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """PSNR in dB of two uint8 images (None when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return None if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+@dataclass
+class Sidecar:
+    """Everything the routes share (one per app, at ``app.state.sidecar``)."""
+    repo: ModelRepository
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    concurrency: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    metrics: Metrics = field(default_factory=Metrics)
+    ready: bool = False
+    load_error: str | None = None
+    loaded: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.limiter = anyio.CapacityLimiter(self.concurrency)
+        self._load_lock = threading.Lock()
+        self._config_lock = threading.Lock()
+        self._configs: list[ModelConfig] | None = None
+        self._configs_at = 0.0
+        self._codecs: dict[tuple[str, int], Any] = {}
+
+    # -- models ----------------------------------------------------------------------------------
+    def configs(self, refresh: bool = False) -> list[ModelConfig]:
+        """Newest version of each image model, lowest quality first (the repository is re-read
+        at most every CONFIG_TTL seconds: requests do not glob and parse every config.json)."""
+        now = time.monotonic()
+        with self._config_lock:
+            if refresh or self._configs is None or now - self._configs_at > CONFIG_TTL:
+                newest: dict[str, ModelConfig] = {}
+                for c in self.repo.list(TASK):
+                    if c.name not in newest or c.version > newest[c.name].version:
+                        newest[c.name] = c
+                self._configs = sorted(newest.values(),
+                                       key=lambda c: (c.raw.get("quality", 0), c.name))
+                self._configs_at = now
+            return self._configs
+
+    def default_model(self) -> str:
+        configs = self.configs()
+        if not configs:
+            raise ApiError(503, "NoModels", f"no {TASK} models in {self.repo.root}")
+        return configs[0].name
+
+    def config(self, name: str | None) -> ModelConfig:
+        name = name or self.default_model()
+        for refresh in (False, True):  # a model added since the last read is found
+            for c in self.configs(refresh):
+                if c.name == name:
+                    return c
+        known = ", ".join(c.name for c in self.configs()) or "none"
+        raise ApiError(404, "UnknownModel", f"unknown image model {name!r} (known: {known})")
+
+    def codec(self, name: str | None, adaptive: bool = False):
+        """The loaded ImageCodec (404 unknown, 409 adaptive asked of a model without it)."""
+        cfg = self.config(name)
+        if adaptive and not has_adaptive(cfg):
+            raise ApiError(409, "AdaptiveUnavailable", f"model {cfg.name!r} ships no adaptive "
+                                                       "entropy bottleneck; use adaptive=false")
+        key = (cfg.name, cfg.version)
+        codec = self._codecs.get(key)
+        if codec is None:
+            try:
+                codec = self._codecs[key] = self.repo.load(cfg.name, cfg.version)
+            except UnknownModel as e:
+                raise ApiError(404, "UnknownModel", str(e)) from None
+            except (OSError, ValueError, KeyError) as e:
+                raise ApiError(503, "ModelUnavailable", f"model {cfg.name!r} failed to load: "
+                                                        f"{type(e).__name__}: {e}") from None
+        return codec
+
+    def load_all(self) -> None:
+        """Load every image model and code one tiny image with each (readiness)."""
+        with self._load_lock:
+            try:
+                loaded = []
+                tiny = np.full((16, 16, 3), 128, np.uint8)
+                for cfg in self.configs(refresh=True):
+                    codec = self.codec(cfg.name)
+                    codec.decompress(codec.compress(tiny))
+                    loaded.append(cfg.name)
+                if not loaded:
+                    raise RuntimeError(f"no {TASK} models in {self.repo.root}")
+                self.loaded, self.load_error, self.ready = loaded, None, True
+                self.metrics.models.set(len(loaded))
+                self.metrics.ready.set(1)
+                log.info("sidecar ready: %s", ", ".join(loaded))
+            except Exception as e:  # noqa: BLE001 - reported by /readyz
+                why = f"{type(e).__name__}: {e}"
+                if why != self.load_error:  # once per distinct reason, not per probe
+                    log.warning("sidecar not ready: %s", why)
+                self.ready, self.load_error = False, why
+                self.metrics.ready.set(0)
+
+    # -- work ------------------------------------------------------------------------------------
+    async def run(self, op: str, model: str, fn: Callable[..., Any], *args) -> Any:
+        """Run CPU-heavy codec work in a worker thread (at most ``concurrency`` at once)."""
+        def timed():
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.metrics.codec_seconds.labels(op, model).observe(time.perf_counter() - t)
+        return await anyio.to_thread.run_sync(timed, limiter=self.limiter)
+
+    def check_upload(self, data: bytes) -> None:
+        if len(data) > self.max_upload_bytes:
+            raise too_large(len(data), self.max_upload_bytes)
+        if not data:
+            raise ApiError(400, "EmptyUpload", "the upload is empty")
+
+    def check_pixels(self, width: int, height: int) -> None:
+        if width * height > self.max_pixels:
+            raise ApiError(413, "TooManyPixels", f"image of {width}x{height} = {width * height} "
+                                                 f"pixels exceeds this server's limit of "
+                                                 f"{self.max_pixels} pixels")
+
+    def read_image(self, data: bytes) -> np.ndarray:
+        """Upload bytes -> uint8 (H, W, 3). 415 not an image, 413 too many pixels, 400 unreadable."""
+        from PIL import Image, ImageOps, UnidentifiedImageError
+        self.check_upload(data)
+        try:
+            im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        except UnidentifiedImageError:
+            if sniff(data):
+                raise ApiError(400, "UnreadableImage", f"the upload starts like a {sniff(data)} "
+                                                       "image but cannot be read (truncated or "
+                                                       "corrupt)") from None
+            raise ApiError(415, "NotAnImage", "the upload is not an image in a format this "
+                                              f"server reads ({', '.join(IMAGE_FORMATS)})") from None
+        except Image.DecompressionBombError as e:
+            raise ApiError(413, "TooManyPixels", str(e)) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise ApiError(400, "UnreadableImage", f"cannot read the image header: {e}") from None
+        with im:
+            self.check_pixels(*im.size)
+            try:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top byte
+                    im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8), "L")
+                rgb = np.asarray(im.convert("RGB"), np.uint8)
+            except Image.DecompressionBombError as e:
+                raise ApiError(413, "TooManyPixels", str(e)) from None
+            except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
+                msg = str(e) or type(e).__name__
+                raise ApiError(400, "UnreadableImage", f"cannot decode the {im.format} image "
+                                                       f"(truncated or corrupt): {msg}") from None
+        if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise ApiError(400, "UnreadableImage", f"image of shape {rgb.shape} holds no pixels")
+        return np.ascontiguousarray(rgb)
+
+    def parse_bitstream(self, data: bytes) -> Container:
+        self.check_upload(data)
+        try:
+            c = Container.unpack(data)
+        except BitstreamError as e:
+            raise bitstream_error(e) from None
+        if len(c.shape) == 2:
+            self.check_pixels(c.shape[1], c.shape[0])
+        return c
+
+
+def too_large(size: int | None, limit: int) -> ApiError:
+    got = f"{size} bytes" if size is not None else "more"
+    return ApiError(413, "PayloadTooLarge", f"upload of {got} exceeds this server's limit of "
+                                            f"{limit} bytes ({limit / 2**20:.1f} MiB)")
+
+
+def static_dir() -> Path:
+    return Path(__file__).resolve().parent / "static"
