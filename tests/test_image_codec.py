@@ -127,3 +127,21 @@ def test_tiny_image_training_lowers_loss(tmp_path):
         opt.step()
         losses.append(float(o["loss"].detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["image-factorized-q1", "image-factorized-q2", "image-factorized-q3"])
+def test_shipped_codec_round_trip_static_and_adaptive(name):
+    """The shipped models (torch-free): both containers decode to the encoder's y_hat."""
+    from splitinfer.image.data import load_rgb
+    from splitinfer.repository import ModelRepository
+    repo = ModelRepository()
+    repo.verify(repo.config(name))
+    codec = repo.load(name)
+    rgb = load_rgb(IMAGES[0])
+    y_hat = codec.analysis(rgb)
+    static, adaptive = codec.compress(rgb), codec.compress(rgb, adaptive=True)
+    assert len(Container.unpack(adaptive).payloads) == 2
+    for data in (static, adaptive):
+        decoded, H, W = codec.unpack(data)
+        assert np.array_equal(decoded, y_hat) and (H, W) == rgb.shape[:2]
+    assert np.array_equal(codec.decompress(adaptive), codec.decompress(static))

@@ -51,7 +51,7 @@ class AdaptiveTrainConfig:
     bins: int | None = None        # B; None: the smallest of BIN_CHOICES covering `coverage`
     coverage: float = 0.99999      # fraction of training latents inside the window for auto B
     q_channels: int = 16
-    width: int | None = None       # hidden channels of h_a,q / h_s,q (None: M)
+    width: int | None = 192        # hidden channels of h_a,q / h_s,q (None: M)
     layers: int = 3
     kernel: int = 15
     groups: int = 8
@@ -60,8 +60,8 @@ class AdaptiveTrainConfig:
     patch: int = 256
     crops_per_image: int = 8
     val_images: int = 100
-    batch_size: int = 32
-    steps: int = 200
+    batch_size: int = 64
+    steps: int = 250
     epochs: int = 20
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -174,9 +174,12 @@ def _cache(model, base_sha: str, cfg: AdaptiveTrainConfig, out: Path) -> tuple[d
                           cfg.seed)
     seconds = time.time() - t0
     val_n = np.array([v.shape[1] for v in lat["val"]])
+    train, val = lat["train"], np.concatenate(lat["val"], axis=1)
+    if max(np.abs(train).max(initial=0), np.abs(val).max(initial=0)) < 128:
+        train, val = train.astype(np.int8), val.astype(np.int8)  # half the cache
     tmp = out / "latents.tmp.npz"
-    np.savez(tmp, key=np.array(key), train=lat["train"], val=np.concatenate(lat["val"], axis=1),
-             val_n=val_n, seconds=np.array(seconds))
+    np.savez(tmp, key=np.array(key), train=train, val=val, val_n=val_n,
+             seconds=np.array(seconds))
     tmp.replace(path)
     return lat, seconds
 

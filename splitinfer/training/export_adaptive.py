@@ -109,6 +109,7 @@ def export_adaptive(checkpoint: str | Path, model_dir: str | Path, force: bool =
             "epochs": state["epoch"], "steps": state["epoch"] * tcfg["steps"],
             "batch_size": tcfg["batch_size"], "lr": tcfg["lr"],
             "lambda_q": round(state["lambda_q"], 6), "bins_coverage": state.get("coverage"),
+            "warm_start": tcfg.get("warm_start"),
             "val_saving": record.get("val_saving"),
             "val_ideal_saving": record.get("val_ideal_saving"),
             "val_gap_captured": record.get("val_gap_captured"),

@@ -123,6 +123,9 @@ class ImageTrainer:
         for _ in bar:
             x = _crops(self.train_images, self.cfg.batch_size, self.cfg.patch, self.rng)
             o = self.model.rate_distortion(x, self.cfg.lmbda)
+            if not torch.isfinite(o["loss"]):
+                raise FloatingPointError(f"non-finite loss in epoch {self.epoch + 1}: resume "
+                                         "from last.pt with a lower --lr")
             self.opt.zero_grad()
             o["loss"].backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
