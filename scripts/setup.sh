@@ -6,13 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-runtime}
 
-need_apt=()
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so' || need_apt+=(libusb-1.0-0)   # open3d
-# dev: headless Chromium for the sidecar's web-page test (driven by Playwright)
-[ "$profile" = dev ] && ! command -v chromium >/dev/null && need_apt+=(chromium)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so'; then   # open3d needs it
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
+fi
+# dev: headless Chromium for the sidecar's web-page test (Playwright drives it); without it
+# that one test skips, so a failed install only warns
+if [ "$profile" = dev ] && ! command -v chromium >/dev/null; then
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; } \
+    || echo "warning: could not install chromium; the sidecar page test will skip" >&2
 fi
 
 PY=${PYTHON:-python3}

@@ -24,14 +24,6 @@ import numpy as np
 DEFAULT_QBITS = (3, 4, 5, 6, 7, 8, 10, 12)
 
 
-def _session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def classify(session, clouds: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:
     """Predicted class of every cloud; clouds of equal size are batched together."""
     pred = np.zeros(len(clouds), np.int64)
@@ -73,6 +65,7 @@ def evaluate_draco(plain_model: str | Path, data: str | Path, qbits: Sequence[in
     from tqdm import tqdm
 
     from ..pointcloud.evaluate import load_labelled
+    from ..onnx import session
     from ..pointcloud.preprocess import preprocess
 
     raw, labels = load_labelled(data)
@@ -80,7 +73,7 @@ def evaluate_draco(plain_model: str | Path, data: str | Path, qbits: Sequence[in
         raw, labels = raw[:limit], labels[:limit]
     n = len(labels)
     clouds = [preprocess(raw[i], points, seed, name=f"cloud {i}") for i in range(n)]
-    sess = _session(plain_model, threads)
+    sess = session(plain_model, threads)
     t0 = time.perf_counter()
     plain_pred = classify(sess, clouds)
     classify_ms = (time.perf_counter() - t0) * 1e3 / max(n, 1)

@@ -21,6 +21,7 @@ Bitstream (details and rationale in ``docs/bitstream.md``):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import constriction
@@ -181,6 +182,21 @@ def encoded_bits(symbols, tables: CdfTables) -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
+@contextlib.contextmanager
+def rejected_as_corrupt(nbytes: int):
+    """Re-raise anything the range decoder throws on bad data (including pyo3's PanicException,
+    a BaseException) as :class:`CorruptPayload`; BitstreamErrors and interrupts pass through."""
+    try:
+        yield
+    except BitstreamError:
+        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - includes pyo3 PanicException
+        raise CorruptPayload(f"range decoder rejected the {nbytes}-byte payload: "
+                             f"{type(e).__name__}: {e}") from e
+
+
 def decode_escapes(dec, low: np.ndarray, high: np.ndarray, where: np.ndarray) -> np.ndarray:
     """Read the escape payloads of ``len(low)`` out-of-range values (headers, then mantissas).
 
@@ -251,13 +267,6 @@ def decode(data, tables: CdfTables) -> np.ndarray:
     if data.endswith(b"\x00"):
         raise CorruptPayload(f"payload of {len(data)} bytes ends in 0x00; a canonical "
                              "byte-trimmed payload never does")
-    try:
+    with rejected_as_corrupt(len(data)):
         out = _decode_bytes(data, plan)
-    except BitstreamError:
-        raise
-    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
-        raise
-    except BaseException as e:  # noqa: BLE001 - includes pyo3 PanicException
-        raise CorruptPayload(f"range decoder rejected the {len(data)}-byte payload: "
-                             f"{type(e).__name__}: {e}") from e
     return out.astype(np.int32)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .container import BitstreamError, CorruptPayload
-from .entropy_coder import decode_escapes, escape_symbols
+from .container import CorruptPayload
+from .entropy_coder import decode_escapes, escape_symbols, rejected_as_corrupt
 from .tables import CdfTables
 
 __all__ = ["decode_grid", "encode_grid"]
@@ -84,7 +84,7 @@ def decode_grid(data, tables: CdfTables, n: int) -> np.ndarray:
     if len(data) > max_bytes:
         raise CorruptPayload(f"payload of {len(data)} bytes is longer than any valid payload "
                              f"for {C} x {n} symbols (at most {max_bytes})")
-    try:
+    with rejected_as_corrupt(len(data)):
         words = np.frombuffer(data + b"\x00" * ((-len(data)) % 4), dtype=">u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
         low = tables.offsets.astype(np.int64)
@@ -98,11 +98,4 @@ def decode_grid(data, tables: CdfTables, n: int) -> np.ndarray:
         if esc_c.size:
             values[esc_c, esc_i] = decode_escapes(dec, low[esc_c], low[esc_c] + length[esc_c],
                                                   esc_c * n + esc_i)
-    except BitstreamError:
-        raise
-    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
-        raise
-    except BaseException as e:  # noqa: BLE001 - includes pyo3 PanicException
-        raise CorruptPayload(f"range decoder rejected the {len(data)}-byte payload: "
-                             f"{type(e).__name__}: {e}") from e
     return values.astype(np.int32)

@@ -20,22 +20,15 @@ build the graph is deterministic.
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
+from onnxruntime import InferenceSession
 
 from ..codec import BitstreamError, CdfTables, CorruptPayload, decode_grid, encode_grid
+from ..onnx import session
 
 __all__ = ["AdaptiveDistributions", "histogram", "tables_from_p_hat"]
 
 #: |q| beyond this is no q the encoder can produce from a probability histogram.
 MAX_ABS_Q = 1 << 15
-
-
-def _session(path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def histogram(flat: np.ndarray, low: np.ndarray, bins: int) -> np.ndarray:
@@ -86,8 +79,8 @@ class AdaptiveDistributions:
         if self.q_tables.channels != self.q_channels:
             raise ValueError(f"q_tables has {self.q_tables.channels} channels, config says "
                              f"{self.q_channels}")
-        self._h_a: ort.InferenceSession | None = None
-        self._h_s: ort.InferenceSession | None = None
+        self._h_a: InferenceSession | None = None
+        self._h_s: InferenceSession | None = None
 
     @property
     def channels(self) -> int:
@@ -103,13 +96,13 @@ class AdaptiveDistributions:
         flat = np.asarray(flat)
         p = self.histogram(flat).astype(np.float32) / np.float32(flat.shape[1])
         if self._h_a is None:
-            self._h_a = _session(self.config.file("h_a_q"), 1)
+            self._h_a = session(self.config.file("h_a_q"), 1)
         return self._h_a.run(None, {"p": p[None]})[0][0].astype(np.int32)
 
     def p_hat(self, q: np.ndarray) -> np.ndarray:
         """q (Cq, L) integers -> p_hat (C, B) float32."""
         if self._h_s is None:  # one thread always: tiny, and the same arithmetic on both sides
-            self._h_s = _session(self.config.file("h_s_q"), 1)
+            self._h_s = session(self.config.file("h_s_q"), 1)
         x = np.asarray(q, np.float32).reshape(1, self.q_channels, self.q_length)
         return self._h_s.run(None, {"q_hat": x})[0][0]
 

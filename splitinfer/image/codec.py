@@ -8,22 +8,15 @@ information from which the decoder rebuilds p_hat, see :mod:`splitinfer.image.ad
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
+from onnxruntime import InferenceSession
 
 from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, UnknownModel, decode_grid,
                      encode_grid)
+from ..onnx import session
 from ..repository import ModelConfig
 
 #: Largest image (pixels) the codec accepts; the sidecar applies its own, smaller limit.
 MAX_PIXELS = 64 * 1024 * 1024
-
-
-def _session(path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def check_image(rgb) -> np.ndarray:
@@ -49,8 +42,8 @@ class ImageCodec:
         self.tables = CdfTables.load(config.file("tables"))
         self.channels: int = int(config.raw["M"])
         self.factor: int = int(config.raw.get("downsampling", 16))
-        self._g_a: ort.InferenceSession | None = None
-        self._g_s: ort.InferenceSession | None = None
+        self._g_a: InferenceSession | None = None
+        self._g_s: InferenceSession | None = None
         self._adaptive = None
 
     @property
@@ -79,13 +72,13 @@ class ImageCodec:
         x = np.pad(a, ((0, h * f - H), (0, w * f - W), (0, 0)), mode="edge")
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32) / 255.0
         if self._g_a is None:
-            self._g_a = _session(self.config.file("g_a"), self.threads)
+            self._g_a = session(self.config.file("g_a"), self.threads)
         return self._g_a.run(None, {"x": x})[0][0]
 
     def synthesis(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         """y_hat (M, h, w) -> uint8 (height, width, 3)."""
         if self._g_s is None:
-            self._g_s = _session(self.config.file("g_s"), self.threads)
+            self._g_s = session(self.config.file("g_s"), self.threads)
         x_hat = self._g_s.run(None, {"y_hat": np.asarray(y_hat, np.float32)[None]})[0][0]
         x = np.clip(np.rint(x_hat * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
         return np.ascontiguousarray(x[:height, :width])

@@ -37,3 +37,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 def load_folder(folder: str | Path) -> list[np.ndarray]:
     return [load_rgb(p) for p in image_files(folder)]
+
+
+def random_crop(im: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size`` x ``size`` crop of ``im`` (H, W, 3), flipped left-right and up-down
+    with probability 1/2 each (the training augmentation of the image codecs)."""
+    y = rng.integers(im.shape[0] - size + 1)
+    x = rng.integers(im.shape[1] - size + 1)
+    c = im[y:y + size, x:x + size]
+    if rng.random() < 0.5:
+        c = c[:, ::-1]
+    if rng.random() < 0.5:
+        c = c[::-1]
+    return np.ascontiguousarray(c)

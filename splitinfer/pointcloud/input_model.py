@@ -109,8 +109,8 @@ class InputClassificationModel:
     def classify(self, points: np.ndarray) -> np.ndarray:
         """Points (B, N, 3) -> logits (B, classes)."""
         if self._classifier is None:
-            from .runtime import _session
-            self._classifier = _session(self.config.file("classifier"), self.threads)
+            from ..onnx import session
+            self._classifier = session(self.config.file("classifier"), self.threads)
             self._input = self._classifier.get_inputs()[0].name
         return self._classifier.run(None, {self._input: np.ascontiguousarray(points, np.float32)})[0]
 
@@ -118,14 +118,15 @@ class InputClassificationModel:
 # -- packaging ---------------------------------------------------------------------------------------
 def measure_accuracy(onnx_path, data, points: int = 1024, limit: int | None = None) -> dict:
     """Raw-input (uncompressed) accuracy of a plain PointNet ONNX on a labelled npz."""
-    from ..baselines.draco import _session, classify
+    from ..baselines.draco import classify
+    from ..onnx import session
     from .evaluate import load_labelled
     from .preprocess import preprocess
     raw, labels = load_labelled(data)
     if limit:
         raw, labels = raw[:limit], labels[:limit]
     clouds = [preprocess(c, points, 0, name=f"cloud {i}") for i, c in enumerate(raw)]
-    pred = classify(_session(onnx_path), clouds)
+    pred = classify(session(onnx_path), clouds)
     return {"test_accuracy": float((pred == labels).mean()), "count": int(len(labels)),
             "measured_with": f"scripts/make_plain_model.py --data {data} (preprocess(cloud, {points}, "
                              f"seed=0), raw float32 points, onnxruntime)"}

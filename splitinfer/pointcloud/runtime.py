@@ -3,19 +3,12 @@ of y_hat with the model's CDF tables (constriction), inside the bitstream contai
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
+from onnxruntime import InferenceSession
 
 from ..codec import CdfTables, Container, PayloadKind, UnknownModel, decode, encode
+from ..onnx import session
 from ..repository import ModelConfig
 from .preprocess import preprocess
-
-
-def _session(path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class PointCloudModel:
@@ -31,8 +24,8 @@ class PointCloudModel:
         self.classes: list[str] = list(config.raw["classes"])
         self.points: int = int(config.raw["points"])
         self.channels: int = int(config.raw["channels"])
-        self._encoder: ort.InferenceSession | None = None
-        self._classifier: ort.InferenceSession | None = None
+        self._encoder: InferenceSession | None = None
+        self._classifier: InferenceSession | None = None
 
     @property
     def name(self) -> str:
@@ -42,7 +35,7 @@ class PointCloudModel:
     def encode_symbols(self, points: np.ndarray) -> np.ndarray:
         """Preprocessed clouds (B, P, 3) -> integer symbols y_hat (B, C) with the ONNX encoder."""
         if self._encoder is None:
-            self._encoder = _session(self.config.file("encoder"), self.threads)
+            self._encoder = session(self.config.file("encoder"), self.threads)
         return self._encoder.run(None, {"points": np.ascontiguousarray(points, np.float32)})[0]
 
     def pack(self, y_hat: np.ndarray) -> bytes:
@@ -71,7 +64,7 @@ class PointCloudModel:
     def classify(self, y_hat: np.ndarray) -> np.ndarray:
         """y_hat (B, C) -> logits (B, classes) with the ONNX classifier."""
         if self._classifier is None:
-            self._classifier = _session(self.config.file("classifier"), self.threads)
+            self._classifier = session(self.config.file("classifier"), self.threads)
         return self._classifier.run(None, {"y_hat": np.asarray(y_hat, np.float32)})[0]
 
 

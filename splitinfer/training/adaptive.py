@@ -32,11 +32,12 @@ import torch
 from tqdm import tqdm
 
 from ..codec import CdfTables
-from ..image.data import image_files, load_rgb, resolve
+from ..image.data import image_files, load_rgb, random_crop, resolve
 from ..nn.entropy_models.adaptive import (DEFAULT_FLOOR, AdaptiveEntropyBottleneck,
                                           static_prior_logits)
 from ..repository import sha256
 from .export_image import load_image_checkpoint
+from .loop import fit_epochs, optimizer_step
 
 #: lambda_q's reference image size: a Kodak image (768 x 512 pixels).
 TARGET_PIXELS = 768 * 512
@@ -142,14 +143,7 @@ def compute_latents(model, data: str | Path | None, patch: int, crops_per_image:
                                     (0, max(0, patch - im.shape[1])), (0, 0)), mode="edge"))
         crops = []
         for _ in range(crops_per_image):
-            y0 = rng.integers(im.shape[0] - patch + 1)
-            x0 = rng.integers(im.shape[1] - patch + 1)
-            c = im[y0:y0 + patch, x0:x0 + patch]
-            if rng.random() < 0.5:
-                c = c[:, ::-1]
-            if rng.random() < 0.5:
-                c = c[::-1]
-            crops.append(np.ascontiguousarray(c))
+            crops.append(random_crop(im, patch, rng))
         train.extend(_latents(model, crops))
     val = []
     for f in image_files(root / "val")[:val_images]:
@@ -314,47 +308,24 @@ class AdaptiveTrainer:
             y = torch.from_numpy(self.train_lat[idx].astype(np.float32))
             o = self.model(y, training=True)
             loss = (o["R_y"] + self.lambda_q * o["R_q"]).mean() / pixels
-            self.opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.opt.step()
-            aux = self.model.entropy_bottleneck.aux_loss()
-            self.aux_opt.zero_grad()
-            aux.backward()
-            self.aux_opt.step()
+            aux = optimizer_step(loss, self.model, self.opt, self.aux_opt)
             for k, v in zip(tot, (loss, o["R_y"].mean(), o["R_q"].mean(), aux)):
                 tot[k] += float(v.detach())
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         return {k: v / cfg.steps for k, v in tot.items()}
 
     def fit(self) -> dict:
-        record: dict = {}
         if self.epoch == 0 and not (self.out / "best.pt").exists():
             v0 = self.validate()
             print(f"static {v0['val_static_bits']:.0f} bits, ideal saving "
                   f"{100 * v0['val_ideal_saving']:.2f}%, B={self.bins}, "
                   f"{self.model.param_count()} params", flush=True)
-        with open(self.out / "log.jsonl", "a") as log:
-            while self.epoch < self.cfg.epochs:
-                t0 = time.time()
-                train = self.train_epoch()
-                val = self.validate()
-                self.epoch += 1
-                self.wall += time.time() - t0
-                improved = val["val_adaptive_bits"] < self.best
-                self.best = min(self.best, val["val_adaptive_bits"])
-                record = {"epoch": self.epoch, **train, **val, "lr": self.lr_at(
-                    self.epoch * self.cfg.steps), "wall_s": round(self.wall, 1)}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                print(f"epoch {self.epoch}: val saving {100 * val['val_saving']:.2f}% (ideal "
-                      f"{100 * val['val_ideal_saving']:.2f}%, gap {100 * val['val_gap_captured']:.0f}%"
-                      f"), side {val['val_side_bits_per_image']:.0f} bits ({self.wall:.0f}s)",
-                      flush=True)
-                if improved:
-                    self._save("best.pt", record)
-                self._save("last.pt", record)
-        return record
+        return fit_epochs(
+            self, self.cfg.epochs, "val_adaptive_bits",
+            lambda v: (f"val saving {100 * v['val_saving']:.2f}% (ideal "
+                       f"{100 * v['val_ideal_saving']:.2f}%, gap {100 * v['val_gap_captured']:.0f}%)"
+                       f", side {v['val_side_bits_per_image']:.0f} bits"),
+            extra=lambda: {"lr": self.lr_at(self.epoch * self.cfg.steps)})
 
 
 def train_adaptive(base_checkpoint: str | Path, out_dir: str | Path, progress: bool = True,

@@ -7,9 +7,7 @@ validation loss, ``log.jsonl`` logs each epoch and the wall time is accumulated 
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,8 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..image.data import load_folder, resolve
+from ..image.data import load_folder, random_crop, resolve
 from ..nn.models import FactorizedPrior
+from .loop import fit_epochs, optimizer_step
 
 
 @dataclass
@@ -44,15 +43,7 @@ class ImageTrainConfig:
 def _crops(images: list[np.ndarray], n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
     out = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
-        im = images[rng.integers(len(images))]
-        y = rng.integers(im.shape[0] - size + 1)
-        x = rng.integers(im.shape[1] - size + 1)
-        c = im[y:y + size, x:x + size]
-        if rng.random() < 0.5:
-            c = c[:, ::-1]
-        if rng.random() < 0.5:
-            c = c[::-1]
-        out[i] = c
+        out[i] = random_crop(images[rng.integers(len(images))], size, rng)
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255
 
 
@@ -96,7 +87,7 @@ class ImageTrainer:
                 group["lr"] = cfg.lr
             print(f"resumed at epoch {self.epoch}")
 
-    def _save(self, name: str) -> None:
+    def _save(self, name: str, record: dict | None = None) -> None:
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                  "aux_opt": self.aux_opt.state_dict(), "epoch": self.epoch, "best": self.best,
                  "wall": self.wall, "config": asdict(self.cfg), "rng": self.rng.bit_generator.state}
@@ -126,40 +117,15 @@ class ImageTrainer:
             if not torch.isfinite(o["loss"]):
                 raise FloatingPointError(f"non-finite loss in epoch {self.epoch + 1}: resume "
                                          "from last.pt with a lower --lr")
-            self.opt.zero_grad()
-            o["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.opt.step()
-            aux = self.model.entropy_bottleneck.aux_loss()
-            self.aux_opt.zero_grad()
-            aux.backward()
-            self.aux_opt.step()
+            aux = optimizer_step(o["loss"], self.model, self.opt, self.aux_opt)
             for k, v in zip(tot, (o["loss"], o["bpp"], o["mse"], aux)):
                 tot[k] += float(v.detach())
             bar.set_postfix(bpp=f"{float(o['bpp'].detach()):.3f}")
         return {k: v / self.cfg.steps for k, v in tot.items()}
 
     def fit(self) -> dict:
-        record: dict = {}
-        with open(self.out / "log.jsonl", "a") as log:
-            while self.epoch < self.cfg.epochs:
-                t0 = time.time()
-                train = self.train_epoch()
-                val = self.validate()
-                self.epoch += 1
-                self.wall += time.time() - t0
-                improved = val["val_loss"] < self.best
-                self.best = min(self.best, val["val_loss"])
-                record = {"epoch": self.epoch, **train, **val, "wall_s": round(self.wall, 1)}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                print(f"epoch {self.epoch}: val bpp {val['val_bpp']:.4f} psnr "
-                      f"{val['val_psnr']:.2f} loss {val['val_loss']:.4f} ({self.wall:.0f}s)",
-                      flush=True)
-                if improved:
-                    self._save("best.pt")
-                self._save("last.pt")
-        return record
+        return fit_epochs(self, self.cfg.epochs, "val_loss", lambda v: (
+            f"val bpp {v['val_bpp']:.4f} psnr {v['val_psnr']:.2f} loss {v['val_loss']:.4f}"))
 
 
 def train(cfg: ImageTrainConfig) -> dict:

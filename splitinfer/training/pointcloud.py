@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
 from ..pointcloud.preprocess import normalize
+from .loop import optimizer_step
 
 
 @dataclass
@@ -202,14 +203,7 @@ class Trainer:
         for x, labels in bar:
             out = self._forward(x)
             loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
-            self.opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.opt.step()
-            aux = self.model.entropy_bottleneck.aux_loss()
-            self.aux_opt.zero_grad()
-            aux.backward()
-            self.aux_opt.step()
+            aux = optimizer_step(loss, self.model, self.opt, self.aux_opt)
             for k, v in zip(totals, (loss, rate, ce, aux)):
                 totals[k] += float(v.detach())
             n += 1
