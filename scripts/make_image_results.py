@@ -318,8 +318,16 @@ def plot_rd(summary: dict, path: Path, dpi: int = 110) -> Path:
                 if p[q] is not None:
                     ax.annotate(f"q{p['quality']}", (p["bpp"], p[q]), textcoords="offset points",
                                 xytext=(4, -10), fontsize=7, color="0.3")
+        # zoom on the learned points: up to 2.5 x their highest rate (at least 0.6 bpp)
         learned = [p["bpp"] for f in summary["learned"].values() for p in f["points"]]
-        ax.set_xlim(0, max([2.2] + [1.1 * x for x in learned]))
+        xmax = min(2.2, max([0.6] + [2.5 * x for x in learned]))
+        ax.set_xlim(0, xmax)
+        shown = [p[q] for b in summary["baselines"].values() for p in b["points"]
+                 if p[q] is not None and p["bpp"] <= xmax]
+        shown += [p[q] for f in summary["learned"].values() for p in f["points"] if p[q] is not None]
+        if shown:
+            pad = 0.05 * (max(shown) - min(shown) or 1.0)
+            ax.set_ylim(min(shown) - pad, max(shown) + pad)
         ax.set_xlabel("bits per pixel (real file / container payload bytes)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
