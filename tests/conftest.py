@@ -33,3 +33,12 @@ def shipped_models(size=None):
     from splitinfer.repository import ModelRepository
     return [c for c in ModelRepository().list("pointcloud-classification")
             if size is None or c.raw["size"] == size]
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    """An Inference stub on the module's ``server`` fixture (a running cloud server)."""
+    import grpc
+    from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+    with grpc.insecure_channel(server.address) as ch:
+        yield pb2_grpc.InferenceStub(ch)

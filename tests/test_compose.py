@@ -91,7 +91,8 @@ def test_each_service_command_runs_as_a_process(compose, tmp_path):
                "/out/": f"{tmp_path}/"}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.pop("SPLITINFER_MODELS", None) if str(env.get("SPLITINFER_MODELS", "")).startswith("/app") else None
+    if env.get("SPLITINFER_MODELS", "").startswith("/app"):  # the container's path
+        del env["SPLITINFER_MODELS"]
     cmd = _local(_command(cloud["command"]), mapping)
     cmd[cmd.index("--port") + 1] = str(port)
     cmd[cmd.index("--metrics-port") + 1] = str(mport)
@@ -118,14 +119,20 @@ def test_each_service_command_runs_as_a_process(compose, tmp_path):
         summary = json.loads((tmp_path / "edge.json").read_text())["summary"]
         assert summary["acknowledged"] == 16 and summary["lost"] == 0 and summary["accuracy"] is not None
     finally:
-        server.terminate()
-        try:
-            code = server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = server.wait()
-        log.close()
+        code = _stop(server, log)
     assert code == 0, (tmp_path / "cloud.log").read_text()
+
+
+def _stop(server: subprocess.Popen, log) -> int:
+    """SIGTERM, up to 30 s to drain, then SIGKILL; closes the log; returns the exit code."""
+    server.terminate()
+    try:
+        code = server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        code = server.wait()
+    log.close()
+    return code
 
 
 def test_sidecar_service(compose, tmp_path):
@@ -147,7 +154,8 @@ def test_sidecar_service(compose, tmp_path):
     mapping = {"0.0.0.0": "127.0.0.1", "127.0.0.1:8080": f"127.0.0.1:{port}"}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.pop("SPLITINFER_MODELS", None) if str(env.get("SPLITINFER_MODELS", "")).startswith("/app") else None
+    if env.get("SPLITINFER_MODELS", "").startswith("/app"):  # the container's path
+        del env["SPLITINFER_MODELS"]
     cmd = _local(cmd, mapping)
     cmd[cmd.index("--port") + 1] = str(port)
     log = open(tmp_path / "sidecar.log", "w")
@@ -166,11 +174,5 @@ def test_sidecar_service(compose, tmp_path):
         assert b"splitinfer_sidecar_requests_total" in urllib.request.urlopen(
             f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
-        server.terminate()
-        try:
-            code = server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = server.wait()
-        log.close()
+        code = _stop(server, log)
     assert code == 0, (tmp_path / "sidecar.log").read_text()

@@ -14,7 +14,6 @@ import pytest
 from service_utils import encoded, metric, model_name, start_server, torch_blocker
 
 from splitinfer.proto import inference_pb2 as pb2
-from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
 MAX_PAYLOAD = 4096
 
@@ -35,12 +34,6 @@ def server(tmp_path_factory, micro):
     srv = start_server(names, ["--max-message-bytes", str(MAX_PAYLOAD)], blocker=blocker)
     yield srv
     assert srv.stop() == 0, srv.log()
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.address) as ch:
-        yield pb2_grpc.InferenceStub(ch)
 
 
 def _code(call, *args, **kw) -> grpc.StatusCode:

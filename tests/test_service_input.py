@@ -12,7 +12,6 @@ from splitinfer.codec import Container, PayloadKind
 from splitinfer.pointcloud.input_model import pack_draco, pack_raw, unpack_points
 from splitinfer.pointcloud.preprocess import preprocess
 from splitinfer.proto import inference_pb2 as pb2
-from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
 PLAIN = "plain-pointnet-p1024"
 
@@ -30,12 +29,6 @@ def server(tmp_path_factory, repo_dir):
     srv = ServerProcess([], models_dir=str(repo_dir), env={"PYTHONPATH": str(blocker)})
     yield srv
     assert srv.stop() == 0, srv.log()
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.address) as ch:
-        yield pb2_grpc.InferenceStub(ch)
 
 
 @pytest.fixture(scope="module")

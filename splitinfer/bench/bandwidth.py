@@ -61,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..pointcloud.data import DEFAULT_DATA as DEFAULT_MODELNET40
+
 BANDWIDTHS = {"short": (0.01, 0.1, 1.0, 10.0, 100.0),
               "full": (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)}
 MODES = {"short": {"cell_seconds": 4.0, "min_frames": 3, "max_frames": 40, "edge_frames": 60},
@@ -72,7 +74,8 @@ TARGET_WITHIN_BUDGET = 0.95    # adaptive client: share of frames within the bud
 DEFAULT_SCHEDULE = ((10.0, 15.0), (0.05, 15.0), (10.0, 15.0))   # (Mbit/s, seconds)
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PLAIN_ONNX = ROOT / "models" / "plain-pointnet-p1024" / "1" / "model.onnx"
-DEFAULT_FULL_DATA = Path("/work/shared/datasets/modelnet40/modelnet40_test.npz")
+# ../shared/datasets/modelnet40 next to the project, when it exists (else --data or the sample)
+DEFAULT_FULL_DATA = DEFAULT_MODELNET40 / "modelnet40_test.npz"
 RELAY_OVERHEAD = 66
 KIND_ORDER = {"edge": 0, "cloud": 1, "split": 2}
 

@@ -62,7 +62,7 @@ def _bits_from_counts(counts: np.ndarray, n: int) -> np.ndarray:
 
 
 def analyze(codec, rgb: np.ndarray, nonlearned_step: float | None = None,
-            verify: bool = True) -> dict:
+            verify: bool = True, y_hat: np.ndarray | None = None) -> dict:
     """Real-byte comparison of static / adaptive / ideal / non-learned encoding distributions for
     one uint8 (H, W, 3) image with ``codec`` (an :class:`~splitinfer.image.codec.ImageCodec`).
 
@@ -71,10 +71,11 @@ def analyze(codec, rgb: np.ndarray, nonlearned_step: float | None = None,
     "adaptive"}}`` (see the module docstring; savings are relative to static, negative = saving;
     ``gap_captured`` = adaptive saving / ideal saving). Models without an adaptive bottleneck
     give None for the adaptive entries. ``verify`` decodes every variant and checks it is exact.
+    ``y_hat``: the image's latent when the caller already ran g_a on it.
     """
     rgb = np.asarray(rgb)
     H, W = rgb.shape[:2]
-    y = codec.analysis(rgb)
+    y = codec.analysis(rgb) if y_hat is None else y_hat
     C = y.shape[0]
     flat = np.asarray(y, np.int32).reshape(C, -1)
     n = flat.shape[1]

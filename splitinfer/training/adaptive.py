@@ -37,7 +37,7 @@ from ..nn.entropy_models.adaptive import (DEFAULT_FLOOR, AdaptiveEntropyBottlene
                                           static_prior_logits)
 from ..repository import sha256
 from .export_image import load_image_checkpoint
-from .loop import fit_epochs, optimizer_step
+from .loop import fit_epochs, optimizer_step, start_run
 
 #: lambda_q's reference image size: a Kodak image (768 x 512 pixels).
 TARGET_PIXELS = 768 * 512
@@ -199,12 +199,7 @@ class AdaptiveTrainer:
     def __init__(self, cfg: AdaptiveTrainConfig, progress: bool = True):
         self.cfg = cfg
         self.progress = progress
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.rng, self.out = start_run(cfg)
         self.base, base_state = load_image_checkpoint(cfg.base)
         for p in self.base.parameters():
             p.requires_grad_(False)

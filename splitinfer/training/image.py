@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from ..image.data import load_folder, random_crop, resolve
 from ..nn.models import FactorizedPrior
-from .loop import fit_epochs, optimizer_step
+from .loop import fit_epochs, optimizer_step, start_run
 
 
 @dataclass
@@ -55,12 +54,7 @@ def _centre(im: np.ndarray, size: int) -> np.ndarray:
 class ImageTrainer:
     def __init__(self, cfg: ImageTrainConfig):
         self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.rng, self.out = start_run(cfg)
         root = resolve(cfg.data, "bsds500")
         self.train_images = load_folder(root / "train") + load_folder(root / "test")
         val = load_folder(root / "val")[:cfg.val_images]

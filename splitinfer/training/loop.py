@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
+
+
+def start_run(cfg) -> tuple[np.random.Generator, Path]:
+    """What every training run does first: torch threads (``cfg.threads``), the torch and numpy
+    seeds (``cfg.seed``) and the run folder (``cfg.out``). Returns (numpy generator, folder)."""
+    import torch
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return np.random.default_rng(cfg.seed), out
 
 
 def fit_epochs(trainer, epochs: int, score: str, describe: Callable[[dict], str],

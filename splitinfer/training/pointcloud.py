@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
 from ..pointcloud.preprocess import normalize
-from .loop import optimizer_step
+from .loop import optimizer_step, start_run
 
 
 @dataclass
@@ -73,12 +73,7 @@ def _fixed_subset(points: np.ndarray, count: int, seed: int) -> np.ndarray:
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.rng, self.out = start_run(cfg)
         points, labels = mn40.load_split(cfg.data, "train")
         tr, va = mn40.train_val_split(labels, cfg.val_fraction, cfg.seed)
         self.train_points, self.train_labels = points[tr], labels[tr]

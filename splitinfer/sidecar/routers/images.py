@@ -169,9 +169,9 @@ def _analyze(analysis, codec, rgb: np.ndarray) -> dict:
     """analyze() plus the real static and adaptive containers: their sizes, and the PSNR of the
     decoded image (both decode to the same y_hat, so to the same image: checked, then decoded
     once)."""
-    result = jsonable(analysis.analyze(codec, rgb))
     H, W = rgb.shape[:2]
-    y_hat = codec.analysis(rgb)
+    y_hat = codec.analysis(rgb)  # g_a once, shared with analyze(); the round trip is checked below
+    result = jsonable(analysis.analyze(codec, rgb, verify=False, y_hat=y_hat))
     static = codec.pack(y_hat, H, W, adaptive=False)
     p = psnr(rgb, codec.decompress(static))
     p = None if p is None else round(p, 4)
