@@ -16,51 +16,72 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs"
 
-# name: (size, P, lambda, epochs, warm start run or None, frozen trunk)
-RECIPES: dict[str, tuple] = {
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training run: ``splitinfer train pointcloud`` with these settings, in runs/<run>/."""
+    size: str
+    points: int
+    lmbda: float
+    epochs: int
+    warm: str | None = None  # recipe whose best.pt this run starts from
+    frozen: bool = False  # trunk frozen, features cached: gain, entropy model, classifier learn
+    run: str | None = None  # run folder under runs/ (default: the recipe's name)
+    flags: tuple[str, ...] = ()  # extra CLI flags (--bf16, --lr ...)
+    ship: bool = True  # export to models/ (False: an intermediate trunk)
+
+
+RECIPES: dict[str, Recipe] = {
     # stage 1: end-to-end bases
-    "micro-p1024-l1000": ("micro", 1024, 1000, 60, None, False),
-    "lite-p1024-l1000": ("lite", 1024, 1000, 35, None, False),
+    "micro-p1024-l1000": Recipe("micro", 1024, 1000, 60),
+    "lite-p1024-l1000": Recipe("lite", 1024, 1000, 35),
     # stage 2: micro and lite rate points, end to end from their base
     # (the 160 and 40 points got 15 more epochs once the CPU was free: their rate was still falling)
-    **{f"micro-p1024-l{l}": ("micro", 1024, l, 20 if l in (16000, 14) else 35, "micro-p1024-l1000", False)
+    **{f"micro-p1024-l{l}": Recipe("micro", 1024, l, 20 if l in (16000, 14) else 35, "micro-p1024-l1000")
        for l in (16000, 160, 40, 14)},
-    **{f"lite-p1024-l{l}": ("lite", 1024, l, 20 if l in (16000, 14) else 35, "lite-p1024-l1000", False)
+    **{f"lite-p1024-l{l}": Recipe("lite", 1024, l, 20 if l in (16000, 14) else 35, "lite-p1024-l1000")
        for l in (16000, 160, 40, 14)},
     # full: one trunk learns end to end at P=256 (4x cheaper than P=1024); every other full model
     # keeps it frozen (pointwise layers and BatchNorm see single points, so the trunk does not
     # depend on P) and learns its gain, entropy model and classifier on cached features
-    "full-p256-l4000": ("full", 256, 4000, 8, None, False),
-    **{f"full-p1024-l{l}": ("full", 1024, l, 25, "full-p256-l4000", True) for l in (16000, 4000, 320)},
+    "full-p256-l4000": Recipe("full", 256, 4000, 8),
+    **{f"full-p1024-l{l}": Recipe("full", 1024, l, 25, "full-p256-l4000", True) for l in (16000, 4000, 320)},
     # lower rates start from the next higher rate point (the gain has less far to travel)
-    "full-p1024-l80": ("full", 1024, 80, 45, "full-p1024-l320", True),
-    "full-p1024-l28": ("full", 1024, 28, 45, "full-p1024-l80", True),
-    "full-p1024-l10": ("full", 1024, 10, 25, "full-p1024-l28", True),
-    **{f"full-p256-l{l}": ("full", 256, l, 25, "full-p256-l4000", True) for l in (160, 28)},
-    **{f"full-p64-l{l}": ("full", 64, l, 25, "full-p256-l4000", True) for l in (4000, 160, 28)},
-    "micro-p256-l1000": ("micro", 256, 1000, 20, "micro-p1024-l1000", False),
-    **{f"micro-p256-l{l}": ("micro", 256, l, 20, "micro-p256-l1000", False) for l in (160, 28)},
-    "micro-p64-l1000": ("micro", 64, 1000, 20, "micro-p256-l1000", False),
-    **{f"micro-p64-l{l}": ("micro", 64, l, 20, "micro-p64-l1000", False) for l in (160, 28)},
+    "full-p1024-l80": Recipe("full", 1024, 80, 45, "full-p1024-l320", True),
+    "full-p1024-l28": Recipe("full", 1024, 28, 45, "full-p1024-l80", True),
+    "full-p1024-l10": Recipe("full", 1024, 10, 25, "full-p1024-l28", True),
+    **{f"full-p256-l{l}": Recipe("full", 256, l, 25, "full-p256-l4000", True) for l in (160, 28)},
+    **{f"full-p64-l{l}": Recipe("full", 64, l, 25, "full-p256-l4000", True) for l in (4000, 160, 28)},
+    "micro-p256-l1000": Recipe("micro", 256, 1000, 20, "micro-p1024-l1000"),
+    **{f"micro-p256-l{l}": Recipe("micro", 256, l, 20, "micro-p256-l1000") for l in (160, 28)},
+    "micro-p64-l1000": Recipe("micro", 64, 1000, 20, "micro-p256-l1000"),
+    **{f"micro-p64-l{l}": Recipe("micro", 64, l, 20, "micro-p64-l1000") for l in (160, 28)},
+    # session 3 (runs/s3/): precise BatchNorm before every validation, bfloat16 trunk for full
+
 }
 
 
+def run_dir(name: str) -> Path:
+    return RUNS / (RECIPES[name].run or name)
+
+
 def train(name: str, data: str | None, threads: int = 1) -> None:
-    size, P, lmbda, epochs, warm, frozen = RECIPES[name]
-    cmd = [sys.executable, "-m", "splitinfer.cli", "train", "pointcloud", "--size", size,
-           "--points", str(P), "--lmbda", str(lmbda), "--epochs", str(epochs),
-           "--out", str(RUNS / name), "--threads", str(threads)]
+    r = RECIPES[name]
+    cmd = [sys.executable, "-m", "splitinfer.cli", "train", "pointcloud", "--size", r.size,
+           "--points", str(r.points), "--lmbda", f"{r.lmbda:g}", "--epochs", str(r.epochs),
+           "--out", str(run_dir(name)), "--threads", str(threads), *r.flags]
     if data:
         cmd += ["--data", data]
-    if warm:
-        cmd += ["--warm-start", str(RUNS / warm / "best.pt")]
-    if frozen:
-        cmd += ["--freeze-encoder", "--feature-cache", str(RUNS / trunk(name) / f"features_p{P}.pt")]
+    if r.warm:
+        cmd += ["--warm-start", str(run_dir(r.warm) / "best.pt")]
+    if r.frozen:
+        cmd += ["--freeze-encoder", "--feature-cache", str(run_dir(trunk(name)) / f"features_p{r.points}.pt")]
     print("$", " ".join(cmd), flush=True)
     # passive OpenMP waits: spinning threads collapse throughput when cores are shared
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -69,16 +90,17 @@ def train(name: str, data: str | None, threads: int = 1) -> None:
 
 def trunk(name: str) -> str:
     """The end-to-end run whose encoder a frozen recipe uses (and whose feature caches it shares)."""
-    while RECIPES[name][5]:
-        name = RECIPES[name][4]
+    while RECIPES[name].frozen:
+        name = RECIPES[name].warm
     return name
 
 
 def recipe_text(name: str) -> str:
-    size, P, lmbda, epochs, warm, frozen = RECIPES[name]
-    how = (f"frozen trunk of {trunk(name)}, warm start from {warm}" if frozen
-           else ("warm start from " + warm if warm else "from scratch"))
-    return f"{size}, P={P}, lambda={lmbda}, up to {epochs} epochs, {how}"
+    r = RECIPES[name]
+    how = (f"frozen trunk of {trunk(name)}, warm start from {r.warm}" if r.frozen
+           else ("warm start from " + r.warm if r.warm else "from scratch"))
+    flags = f", {' '.join(r.flags)}" if r.flags else ""
+    return f"{r.size}, P={r.points}, lambda={r.lmbda:g}, up to {r.epochs} epochs, {how}{flags}"
 
 
 def export_and_eval(name: str, data: str | None) -> dict:
@@ -86,7 +108,7 @@ def export_and_eval(name: str, data: str | None) -> dict:
     from splitinfer.pointcloud.evaluate import evaluate, write_json
     from splitinfer.repository import ModelRepository
     from splitinfer.training.export import export_pointcloud
-    out = export_pointcloud(RUNS / name / "best.pt", name, ROOT / "models", recipe=recipe_text(name))
+    out = export_pointcloud(run_dir(name) / "best.pt", name, ROOT / "models", recipe=recipe_text(name))
     test = resolve_data(data) / "modelnet40_test.npz"
     result = evaluate(name, test, ModelRepository(ROOT / "models"), progress=False)
     write_json(result, ROOT / "results" / "pointcloud" / "eval" / f"{name}.json")
@@ -112,10 +134,10 @@ def main() -> int:
                     help="run only these sizes' recipes (two chains can run side by side)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    for name in a.only or [n for n in RECIPES if RECIPES[n][0] in a.sizes]:
+    for name in a.only or [n for n in RECIPES if RECIPES[n].size in a.sizes]:
         if not a.no_train:
             train(name, a.data, a.threads)
-        if not a.no_export:
+        if not a.no_export and RECIPES[name].ship:
             export_and_eval(name, a.data)
     return 0
 

@@ -45,3 +45,23 @@ def test_export_onnx_matches_torch_and_round_trips(tiny_modelnet, tmp_path, samp
     assert r["roundtrip_exact_all"]
     assert r["count"] == 40 and 0 <= r["accuracy"] <= 1
     assert np.isfinite(r["bits_mean"]) and r["bits_mean"] >= 0
+
+
+def test_precise_batchnorm_replaces_lagging_statistics(tiny_modelnet, tmp_path):
+    """recalibrate_batchnorm: running statistics become the plain average over training batches of
+    the current weights, whatever the moving average held before."""
+    cfg = TrainConfig(size="micro", points=128, lmbda=100, data=str(tiny_modelnet),
+                      out=str(tmp_path / "run"), epochs=1, batch_size=16, val_fraction=0.25,
+                      threads=1, bn_batches=3)
+    t = Trainer(cfg)
+    bn = t.model.encoder.layers[0][1]
+    bn.running_mean.fill_(100.0)  # a stale moving average
+    state = t.rng.bit_generator.state
+    t.recalibrate_batchnorm()
+    t.rng.bit_generator.state = state  # replay the same three batches by hand
+    conv = t.model.encoder.layers[0][0]
+    with torch.no_grad():
+        means = [conv(x.transpose(1, 2)).mean(dim=(0, 2))
+                 for _, (x, _) in zip(range(3), t._batches())]
+    assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-5)
+    assert bn.momentum == 0.1  # the moving average carries on from there

@@ -48,6 +48,8 @@ class TrainConfig:
     plain: bool = False  # no quantization, no rate: the uncompressed PointNet baseline
     feature_cache: str | None = None  # .pt file shared by rate points of one frozen trunk
     augment: bool = True
+    bn_batches: int = 64  # batches that re-estimate BatchNorm statistics before each validation
+    bf16: bool = False  # trunk forward/backward in bfloat16 autocast (about 2x faster on CPU)
     max_batches: int | None = None  # cap per epoch (smoke tests)
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -158,10 +160,42 @@ class Trainer:
                 yield torch.from_numpy(pts[idx]), labels
 
     def _forward(self, x: torch.Tensor) -> dict:
-        """Points through the whole model, or cached trunk features through its head."""
-        return self.model(x) if self.features is None else self.model.head(x)
+        """Points through the whole model, or cached trunk features through its head.
+
+        With ``bf16`` only the trunk runs in bfloat16; the gain, the entropy model's likelihoods
+        and the classifier stay in float32 (validation and export are float32 throughout)."""
+        if self.features is not None:
+            return self.model.head(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.model.training):
+            pooled = self.model.encoder(x.transpose(1, 2))
+        return self.model.head(pooled.float())
 
     # -- loop ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def recalibrate_batchnorm(self) -> None:
+        """Precise BatchNorm (Wu & Johnson 2021): replace the running statistics by plain averages
+        over ``bn_batches`` training batches of the final weights.
+
+        The exponential moving average lags the weights; at low rates, where the gain and the
+        classifier move fast, the lag alone cost 40 points of validation accuracy (batch
+        statistics 66%, running statistics 28%). A frozen trunk keeps its own statistics."""
+        if not self.cfg.bn_batches:
+            return
+        self.model.train()
+        if self.cfg.freeze_encoder:
+            self.model.encoder.eval()
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                 and m.training]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average
+        for k, (x, _) in enumerate(self._batches()):
+            if k >= self.cfg.bn_batches:
+                break
+            self.model(x) if self.features is None else self.model.head(x)
+        for bn in norms:
+            bn.momentum = 0.1
+
     @torch.no_grad()
     def validate(self) -> dict:
         self.model.eval()
@@ -213,6 +247,7 @@ class Trainer:
         while self.epoch < self.cfg.epochs and self.stale < self.cfg.patience:
             t0 = time.time()
             train = self.train_epoch()
+            self.recalibrate_batchnorm()
             val = self.validate()
             self.epoch += 1
             self.wall += time.time() - t0
