@@ -12,7 +12,7 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
-                      augment=not a.no_augment, bf16=a.bf16, bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain, max_batches=a.max_batches, threads=a.threads)
+                      augment=not a.no_augment, bf16=a.bf16, bn_batches=a.bn_batches, bootstrap=a.bootstrap, feature_views=a.feature_views, plain=a.plain, max_batches=a.max_batches, threads=a.threads)
     train(cfg)
     return 0
 
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--feature-views", type=int, default=4,
                    help="with --freeze-encoder: augmented views of every cloud in the cache")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--bootstrap", action="store_true",
+                   help="draw each epoch's training points with replacement (point-sampling augmentation)")
     t.add_argument("--bf16", action="store_true", help="trunk in bfloat16 autocast (faster on CPU)")
     t.add_argument("--bn-batches", type=int, default=64,
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")

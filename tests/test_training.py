@@ -65,3 +65,16 @@ def test_precise_batchnorm_replaces_lagging_statistics(tiny_modelnet, tmp_path):
                  for _, (x, _) in zip(range(3), t._batches())]
     assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-5)
     assert bn.momentum == 0.1  # the moving average carries on from there
+
+
+def test_bootstrap_sampling_repeats_points_and_keeps_shape():
+    from splitinfer.training.pointcloud import _subset
+    clouds = np.random.default_rng(1).normal(size=(4, 64, 3)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    plain = _subset(clouds, 64, rng, augment=False)
+    boot = _subset(clouds, 64, rng, augment=False, bootstrap=True)
+    assert plain.shape == boot.shape == (4, 64, 3)
+    # a subset of every point is a permutation; a bootstrap sample repeats some and drops others
+    assert all(len(np.unique(c, axis=0)) == 64 for c in plain)
+    assert all(len(np.unique(c, axis=0)) < 64 for c in boot)
+    assert all(set(map(tuple, b)) <= set(map(tuple, c)) for b, c in zip(boot, clouds))
