@@ -1,0 +1,27 @@
+"""scripts/build_pointcloud_models.py is the recipe behind models/: every shipped point-cloud model
+has exactly one recipe, and every recipe's warm-start chain is complete."""
+import json
+import runpy
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = runpy.run_path(str(ROOT / "scripts" / "build_pointcloud_models.py"), run_name="recipes")["RECIPES"]
+
+
+def test_every_warm_start_and_frozen_trunk_is_a_recipe():
+    for key, r in RECIPES.items():
+        assert r.warm is None or r.warm in RECIPES, f"{key}: warm start {r.warm} has no recipe"
+        if r.frozen:
+            assert r.warm is not None, f"{key}: a frozen trunk needs a warm start"
+        assert r.size in ("full", "lite", "micro") and r.points > 0 and r.lmbda > 0
+
+
+def test_every_shipped_point_cloud_model_has_exactly_one_recipe():
+    shipped = [r.model for r in RECIPES.values() if r.model]
+    assert len(shipped) == len(set(shipped)), "two recipes ship the same model name"
+    in_repo = {p.parent.parent.name for p in (ROOT / "models").glob("*/*/config.json")
+               if json.loads(p.read_text())["task"] == "pointcloud-classification"}
+    assert in_repo == set(shipped)
+    for name in shipped:
+        r = next(r for r in RECIPES.values() if r.model == name)
+        assert name.startswith(f"{r.size}-p{r.points}-l{r.lmbda:g}")
