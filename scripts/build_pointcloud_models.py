@@ -66,10 +66,25 @@ S2: dict[str, Recipe] = {
     "full-p256-l4000-long": Recipe("full", 256, 4000, 12),
 }
 
+FT = ("--lr", "2e-4", "--no-augment")
+
+
+def _frozen_chain(tag: str, trunk_key: str, epochs: dict[int, int], ft_epochs: int) -> dict[str, Recipe]:
+    """Frozen-trunk heads at P=1024, each lambda warm-started from the one before (the first from
+    the trunk), and each followed by its FT phase (one cached view without augmentation)."""
+    out, warm = {}, trunk_key
+    for lmbda, n in epochs.items():
+        head = f"full-p1024-l{lmbda}-{tag}"
+        out[head] = Recipe("full", 1024, lmbda, n, warm, True, flags=("--feature-views", "2"))
+        out[f"{head}-noaug"] = Recipe("full", 1024, lmbda, ft_epochs, f"s3/{head}", True,
+                                      flags=FT + ("--feature-views", "1"))
+        warm = f"s3/{head}"
+    return out
+
+
 # session 3: runs/s3/<name>/. Precise BatchNorm before every validation (in the trainer), and a
 # last phase without augmentation at a low learning rate: the classifier and the quantization
 # bins settle on the clouds as the edge sends them (+0.8 to +1.7 points of test accuracy).
-FT = ("--lr", "2e-4", "--no-augment")
 S3: dict[str, Recipe] = {
     # lite: the 80 point comes from 160 (30 epochs), a low-lr phase with augmentation, then FT
     "lite-p1024-l80": Recipe("lite", 1024, 80, 30, "lite-p1024-l160"),
@@ -86,8 +101,42 @@ S3: dict[str, Recipe] = {
                                     model="micro-p1024-l80"),
     **{f"micro-p1024-l{l}-noaug": Recipe("micro", 1024, l, 20, f"micro-p1024-l{l}", flags=FT,
                                          model=f"micro-p1024-l{l}") for l in (14, 40, 160, 1000, 16000)},
+    # full, three trunks side by side; each lambda ships the candidate with the lowest validation
+    # loss (SHIP_FULL below), the others stay as runs.
+    # (a) the long trunk full-p256-l4000-long (session 2) frozen: heads from 16000 down, then FT
+    **_frozen_chain("long", "full-p256-l4000-long", {16000: 20, 320: 25, 80: 30, 28: 30, 10: 25}, ft_epochs=10),
+    # (b) that trunk trained 20 more epochs end to end (bfloat16), frozen the same way
+    "full-p256-l4000-trunk2": Recipe("full", 256, 4000, 20, "full-p256-l4000-long", flags=("--bf16",)),
+    **_frozen_chain("t2", "s3/full-p256-l4000-trunk2", {16000: 15, 320: 20, 80: 25, 28: 25, 10: 20}, ft_epochs=8),
+    # (c) low rates end to end at P=256 from the session-2 lambda-28 model (the trunk learns to put
+    # the class in few channels), then a P=1024 head without augmentation
+    "full-p256-l28-e2e": Recipe("full", 256, 28, 10, "full-p1024-l28", flags=("--bf16",)),
+    "full-p256-l80-e2e": Recipe("full", 256, 80, 10, "s3/full-p256-l28-e2e", flags=("--bf16",)),
+    "full-p256-l160-e2e": Recipe("full", 256, 160, 8, "s3/full-p256-l80-e2e", flags=("--bf16",)),
+    **{f"full-p1024-l{l}-e2e-noaug": Recipe("full", 1024, l, 15, f"s3/full-p256-l{l}-e2e", True,
+                                            flags=("--lr", "5e-4", "--no-augment", "--feature-views", "1"))
+       for l in (28, 80, 160)},
+    # P=64: heads on the frozen trunk2 (four augmented views of 64 points per cloud)
+    "full-p64-l4000-t2": Recipe("full", 64, 4000, 20, "s3/full-p256-l4000-trunk2", True),
+    "full-p64-l160-t2": Recipe("full", 64, 160, 20, "s3/full-p64-l4000-t2", True),
+    "full-p64-l28-t2": Recipe("full", 64, 28, 20, "s3/full-p64-l160-t2", True),
 
 }
+# full: the candidate with the lowest validation loss per lambda (runs/*/log.jsonl, same split)
+SHIP_FULL = {
+    "full-p1024-l16000-long-noaug": "full-p1024-l16000",
+    "full-p1024-l320-long-noaug": "full-p1024-l320",
+    "full-p256-l4000-trunk2": "full-p256-l4000",
+    "full-p256-l28-e2e": "full-p256-l28",
+    "full-p256-l80-e2e": "full-p256-l80",
+    "full-p256-l160-e2e": "full-p256-l160",
+    "full-p1024-l28-e2e-noaug": "full-p1024-l28",
+    "full-p1024-l80-e2e-noaug": "full-p1024-l80",
+    "full-p1024-l160-e2e-noaug": "full-p1024-l160",
+    "full-p64-l4000-t2": "full-p64-l4000",
+    "full-p64-l28-t2": "full-p64-l28",
+}
+S3 = {k: replace(r, model=SHIP_FULL.get(k, r.model)) for k, r in S3.items()}
 _shipped_s3 = {r.model for r in S3.values() if r.model}
 RECIPES: dict[str, Recipe] = {
     **{k: replace(r, model=None if k in _shipped_s3 or k == "full-p256-l4000-long" else k)
