@@ -116,6 +116,12 @@ S3: dict[str, Recipe] = {
     **{f"full-p1024-l{l}-e2e-noaug": Recipe("full", 1024, l, 15, f"s3/full-p256-l{l}-e2e", True,
                                             flags=("--lr", "5e-4", "--no-augment", "--feature-views", "1"))
        for l in (28, 80, 160)},
+    # (c') 10 more end-to-end epochs for 80 and 160 (their validation loss was still falling)
+    **{f"full-p256-l{l}-e2e-more": Recipe("full", 256, l, 10, f"s3/full-p256-l{l}-e2e", flags=("--bf16",))
+       for l in (80, 160)},
+    **{f"full-p1024-l{l}-e2e-more-noaug": Recipe("full", 1024, l, 15, f"s3/full-p256-l{l}-e2e-more", True,
+                                                 flags=("--lr", "5e-4", "--no-augment", "--feature-views", "1"))
+       for l in (80, 160)},
     # P=64: heads on the frozen trunk2 (four augmented views of 64 points per cloud)
     "full-p64-l4000-t2": Recipe("full", 64, 4000, 20, "s3/full-p256-l4000-trunk2", True),
     "full-p64-l160-t2": Recipe("full", 64, 160, 20, "s3/full-p64-l4000-t2", True),
@@ -128,11 +134,11 @@ SHIP_FULL = {
     "full-p1024-l320-long-noaug": "full-p1024-l320",
     "full-p256-l4000-trunk2": "full-p256-l4000",
     "full-p256-l28-e2e": "full-p256-l28",
-    "full-p256-l80-e2e": "full-p256-l80",
-    "full-p256-l160-e2e": "full-p256-l160",
+    "full-p256-l80-e2e-more": "full-p256-l80",
+    "full-p256-l160-e2e-more": "full-p256-l160",
     "full-p1024-l28-e2e-noaug": "full-p1024-l28",
-    "full-p1024-l80-e2e-noaug": "full-p1024-l80",
-    "full-p1024-l160-e2e-noaug": "full-p1024-l160",
+    "full-p1024-l80-e2e-more-noaug": "full-p1024-l80",
+    "full-p1024-l160-e2e-more-noaug": "full-p1024-l160",
     "full-p64-l4000-t2": "full-p64-l4000",
     "full-p64-l28-t2": "full-p64-l28",
 }
