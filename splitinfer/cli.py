@@ -12,7 +12,9 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
-                      augment=not a.no_augment, bf16=a.bf16, bn_batches=a.bn_batches, bootstrap=a.bootstrap, feature_views=a.feature_views, plain=a.plain, max_batches=a.max_batches, threads=a.threads)
+                      augment=not a.no_augment, bootstrap=a.bootstrap, bf16=a.bf16,
+                      bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
+                      max_batches=a.max_batches, threads=a.threads)
     train(cfg)
     return 0
 

@@ -151,33 +151,36 @@ class Trainer:
         if cache:
             torch.save(views, cache)
 
-    def _batches(self):
-        n = len(self.train_labels)
+    def _batches(self, limit: int | None = None):
+        """One epoch of (x, labels) batches in a fresh random order. With ``limit`` (at most that
+        many batches) only the clouds those batches use are sampled."""
+        n, bs = len(self.train_labels), self.cfg.batch_size
         order = self.rng.permutation(n)
+        batches = min([n // bs] + [c for c in (self.cfg.max_batches, limit) if c])
         if self.features is not None:
-            view = self.features[self.epoch % len(self.features)]
+            source, rows = self.features[self.epoch % len(self.features)], order
+        elif limit:
+            rows = order[:batches * bs]
+            source = torch.from_numpy(_subset(self.train_points[rows], self.cfg.points, self.rng,
+                                              self.cfg.augment, self.cfg.bootstrap))
+            rows = np.arange(len(rows))
         else:
-            pts = _subset(self.train_points, self.cfg.points, self.rng, self.cfg.augment,
-                              self.cfg.bootstrap)
-        bs = self.cfg.batch_size
-        for k, i in enumerate(range(0, n - bs + 1, bs)):
-            if self.cfg.max_batches and k >= self.cfg.max_batches:
-                break
-            idx = order[i:i + bs]
-            labels = torch.from_numpy(self.train_labels[idx])
-            if self.features is not None:
-                yield view[idx], labels
-            else:
-                yield torch.from_numpy(pts[idx]), labels
+            source = torch.from_numpy(_subset(self.train_points, self.cfg.points, self.rng,
+                                              self.cfg.augment, self.cfg.bootstrap))
+            rows = order
+        for k in range(batches):
+            batch = slice(k * bs, (k + 1) * bs)
+            yield source[rows[batch]], torch.from_numpy(self.train_labels[order[batch]])
 
-    def _forward(self, x: torch.Tensor) -> dict:
+    def _forward(self, x: torch.Tensor, bf16: bool | None = None) -> dict:
         """Points through the whole model, or cached trunk features through its head.
 
         With ``bf16`` only the trunk runs in bfloat16; the gain, the entropy model's likelihoods
         and the classifier stay in float32 (validation and export are float32 throughout)."""
         if self.features is not None:
             return self.model.head(x)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.model.training):
+        bf16 = self.cfg.bf16 and self.model.training if bf16 is None else bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pooled = self.model.encoder(x.transpose(1, 2))
         return self.model.head(pooled.float())
 
@@ -195,17 +198,15 @@ class Trainer:
         self.model.train()
         if self.cfg.freeze_encoder:
             self.model.encoder.eval()
-        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                 and m.training]
+        norms = {m: m.momentum for m in self.model.modules()
+                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training}
         for bn in norms:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average
-        for k, (x, _) in enumerate(self._batches()):
-            if k >= self.cfg.bn_batches:
-                break
-            self.model(x) if self.features is None else self.model.head(x)
-        for bn in norms:
-            bn.momentum = 0.1
+        for x, _ in self._batches(limit=self.cfg.bn_batches):
+            self._forward(x, bf16=False)  # float32, as validation and export
+        for bn, momentum in norms.items():
+            bn.momentum = momentum
 
     @torch.no_grad()
     def validate(self) -> dict:
