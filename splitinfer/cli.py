@@ -12,10 +12,19 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
-                      augment=not a.no_augment, bootstrap=a.bootstrap, bf16=a.bf16,
+                      augment=not a.no_augment, bootstrap=a.bootstrap, jitter=a.jitter,
+                      label_smoothing=a.label_smoothing, bf16=a.bf16,
                       bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
                       max_batches=a.max_batches, threads=a.threads)
     train(cfg)
+    return 0
+
+
+def _recover_pointcloud(a: argparse.Namespace) -> int:
+    from .repository import ModelRepository
+    from .training.recover import recover_checkpoint, training_clouds
+    folder = ModelRepository(a.models).config(a.model).path
+    print(recover_checkpoint(folder, training_clouds(a.data, a.clouds), a.out, a.steps))
     return 0
 
 
@@ -93,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--bootstrap", action="store_true",
                    help="draw each epoch's training points with replacement (point-sampling augmentation)")
+    t.add_argument("--jitter", type=float, default=0.0,
+                   help="std of per-point Gaussian noise while training (PointNet: 0.01)")
+    t.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the training cross-entropy")
     t.add_argument("--bf16", action="store_true", help="trunk in bfloat16 autocast (faster on CPU)")
     t.add_argument("--bn-batches", type=int, default=64,
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")
@@ -101,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train_pointcloud)
+    t = tr.add_parser("recover", help="rebuild a torch checkpoint from an exported point-cloud "
+                                      "model (a warm start when its run folder is gone)")
+    t.add_argument("--model", required=True, help="model repository name")
+    t.add_argument("--models", default="models")
+    t.add_argument("--data", help="ModelNet40 folder (default ../shared/datasets/modelnet40)")
+    t.add_argument("--out", required=True, help="checkpoint to write (e.g. runs/x/best.pt)")
+    t.add_argument("--clouds", type=int, default=4096,
+                   help="training clouds that measure BatchNorm statistics and refit the entropy model")
+    t.add_argument("--steps", type=int, default=3000, help="entropy-model refit steps")
+    t.set_defaults(func=_recover_pointcloud)
     t = tr.add_parser("image", help="train a factorized-prior image codec on BSDS500")
     t.add_argument("--lmbda", type=float, required=True, help="weight of 255^2 MSE against bpp")
     t.add_argument("--N", type=int, default=64, help="channels of the hidden layers")

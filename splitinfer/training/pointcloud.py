@@ -49,6 +49,8 @@ class TrainConfig:
     feature_cache: str | None = None  # .pt file shared by rate points of one frozen trunk
     augment: bool = True
     bootstrap: bool = False  # training subsets drawn with replacement (see _subset)
+    jitter: float = 0.0  # std of per-point Gaussian noise (PointNet: 0.01, clipped at 5 sigma)
+    label_smoothing: float = 0.0  # of the training cross-entropy (validation keeps plain CE)
     bn_batches: int = 64  # batches that re-estimate BatchNorm statistics before each validation
     bf16: bool = False  # trunk forward/backward in bfloat16 autocast (about 2x faster on CPU)
     max_batches: int | None = None  # cap per epoch (smoke tests)
@@ -57,8 +59,9 @@ class TrainConfig:
 
 
 def _subset(points: np.ndarray, count: int, rng: np.random.Generator, augment: bool,
-            bootstrap: bool = False) -> np.ndarray:
-    """Random ``count``-point subset of every cloud, optionally anisotropically scaled, renormalised.
+            bootstrap: bool = False, jitter: float = 0.0) -> np.ndarray:
+    """Random ``count``-point subset of every cloud, optionally anisotropically scaled and jittered
+    (per-point Gaussian noise of std ``jitter``, clipped at 5 std, as in PointNet), renormalised.
 
     ``bootstrap`` draws with replacement instead: with ModelNet40's 1024-point clouds and P=1024 a
     subset is the whole cloud every epoch, while a bootstrap sample keeps about 63% of the points,
@@ -71,6 +74,8 @@ def _subset(points: np.ndarray, count: int, rng: np.random.Generator, augment: b
     out = np.take_along_axis(points, idx[:, :, None], axis=1)
     if augment:
         out = out * rng.uniform(0.8, 1.25, size=(len(points), 1, 3)).astype(np.float32)
+        if jitter:
+            out = out + np.clip(rng.normal(0, jitter, out.shape), -5 * jitter, 5 * jitter)
         out = np.stack([normalize(c) for c in out])
     return out.astype(np.float32)
 
@@ -162,11 +167,11 @@ class Trainer:
         elif limit:
             rows = order[:batches * bs]
             source = torch.from_numpy(_subset(self.train_points[rows], self.cfg.points, self.rng,
-                                              self.cfg.augment, self.cfg.bootstrap))
+                                              self.cfg.augment, self.cfg.bootstrap, self.cfg.jitter))
             rows = np.arange(len(rows))
         else:
             source = torch.from_numpy(_subset(self.train_points, self.cfg.points, self.rng,
-                                              self.cfg.augment, self.cfg.bootstrap))
+                                              self.cfg.augment, self.cfg.bootstrap, self.cfg.jitter))
             rows = order
         for k in range(batches):
             batch = slice(k * bs, (k + 1) * bs)
@@ -243,7 +248,7 @@ class Trainer:
                    disable=None, mininterval=2)
         for x, labels in bar:
             out = self._forward(x)
-            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
+            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda, self.cfg.label_smoothing)
             aux = optimizer_step(loss, self.model, self.opt, self.aux_opt)
             for k, v in zip(totals, (loss, rate, ce, aux)):
                 totals[k] += float(v.detach())
