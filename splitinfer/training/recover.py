@@ -17,6 +17,7 @@ only as quantized CDF tables, so three things are rebuilt:
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +143,11 @@ def _fit_entropy_model(model: PointCloudCodec, points: np.ndarray, steps: int, s
 def recover_checkpoint(folder: str | Path, clouds: np.ndarray, out: str | Path,
                        steps: int = 3000, seed: int = 0) -> dict:
     """Rebuild the torch codec of the exported model in ``folder`` and save it as ``out``, a
-    checkpoint with ``model``, ``config``, ``classes``, ``epoch`` and ``wall`` like the trainer's.
+    checkpoint with ``model``, ``config``, ``classes``, ``epoch`` and ``wall`` like the trainer's
+    (``wall``: the source's training time, warm-start chain included, plus this rebuild).
     BatchNorm statistics and the entropy model are measured on ``clouds`` (N, P0, 3), training
     clouds preprocessed here as at the edge. Returns what was measured."""
+    t0 = time.time()
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
     if cfg.get("task") != "pointcloud-classification":
@@ -159,8 +162,10 @@ def recover_checkpoint(folder: str | Path, clouds: np.ndarray, out: str | Path,
                  "recovered_from": str(folder)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the wall time carries the source's whole training chain, so later runs report it
+    chain = cfg.get("training", {}).get("wall_time_with_warm_start_s") or 0.0
     torch.save({"model": model.state_dict(), "config": train_cfg, "classes": cfg["classes"],
-                "epoch": 0, "wall": 0.0}, out)
+                "epoch": 0, "wall": chain + time.time() - t0}, out)
     return {"model": cfg["name"], "estimated_bits": bits,
             "shipped_estimated_bits_test": cfg.get("metrics", {}).get("estimated_bits_mean")}
 
