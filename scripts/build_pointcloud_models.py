@@ -161,6 +161,23 @@ S4: dict[str, Recipe] = {
     # (at 60 the phase without augmentation validated worse: 72.25 against 71.92; the jitter phase ships)
     "lite-l60-jit": Recipe("lite", 1024, 60, 20, "s4/lite-l70-jit", flags=JIT, model="lite-p1024-l60"),
     "lite-l60-jit-noaug": Recipe("lite", 1024, 60, 10, "s4/lite-l60-jit", flags=NOAUG),
+    # micro: 120, then 90, from the session-3 lambda-160 model (a higher lr: micro's gain moves
+    # slowly); and 16000 from the lambda-1000 model, which validated no better than session 3's
+    "from-micro-p1024-l160": Recipe("micro", 1024, 160, 0, "s3/micro-p1024-l160-noaug",
+                                    recover="micro-p1024-l160"),
+    "micro-l120-jit": Recipe("micro", 1024, 120, 20, "s4/from-micro-p1024-l160",
+                             flags=("--lr", "5e-4", "--jitter", "0.01")),
+    "micro-l120-jit-noaug": Recipe("micro", 1024, 120, 10, "s4/micro-l120-jit", flags=NOAUG,
+                                   model="micro-p1024-l120"),
+    "micro-l90-jit": Recipe("micro", 1024, 90, 20, "s4/micro-l120-jit",
+                            flags=("--lr", "5e-4", "--jitter", "0.01")),
+    "micro-l90-jit-noaug": Recipe("micro", 1024, 90, 10, "s4/micro-l90-jit", flags=NOAUG,
+                                  model="micro-p1024-l90"),
+    "from-micro-p1024-l1000": Recipe("micro", 1024, 1000, 0, "s3/micro-p1024-l1000-noaug",
+                                     recover="micro-p1024-l1000"),
+    "micro-l16000-jit": Recipe("micro", 1024, 16000, 25, "s4/from-micro-p1024-l1000",
+                               flags=("--lr", "3e-4", "--jitter", "0.01")),
+    "micro-l16000-jit-noaug": Recipe("micro", 1024, 16000, 10, "s4/micro-l16000-jit", flags=NOAUG),
 }
 _shipped_s4 = {r.model for r in S4.values() if r.model}
 S3 = {k: replace(r, model=None if r.model in _shipped_s4 else r.model) for k, r in S3.items()}
