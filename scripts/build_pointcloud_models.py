@@ -153,6 +153,8 @@ S3 = {k: replace(r, model=SHIP_FULL.get(k, r.model)) for k, r in S3.items()}
 RECOVERED_AT = "4c15750"  # the commit whose models/ the recoveries rebuild
 JIT = ("--lr", "2e-4", "--jitter", "0.01")
 NOAUG = ("--lr", "1e-4", "--no-augment")
+E2E = ("--lr", "5e-4", "--bf16")
+HEAD = ("--lr", "5e-4", "--no-augment", "--feature-views", "1")
 S4: dict[str, Recipe] = {
     # lite: 70, 60 and 50, each from the one before, from the session-3 lambda-80 model
     "from-lite-p1024-l80": Recipe("lite", 1024, 80, 0, "s3/lite-p1024-l80-ft-noaug", recover="lite-p1024-l80"),
@@ -181,6 +183,13 @@ S4: dict[str, Recipe] = {
     "micro-l16000-jit": Recipe("micro", 1024, 16000, 25, "s4/from-micro-p1024-l1000",
                                flags=("--lr", "3e-4", "--jitter", "0.01")),
     "micro-l16000-jit-noaug": Recipe("micro", 1024, 16000, 10, "s4/micro-l16000-jit", flags=NOAUG),
+    # full, low rates: the session-3 lambda-80 trunk (P=256, end to end) 20 more epochs end to
+    # end, then a P=1024 head on it; 50 from there the same way
+    "from-full-p256-l80": Recipe("full", 256, 80, 0, "s3/full-p256-l80-e2e-more", recover="full-p256-l80"),
+    "full-p256-l80-e2e": Recipe("full", 256, 80, 20, "s4/from-full-p256-l80", flags=E2E,
+                                model="full-p256-l80"),
+    "full-p1024-l80-e2e-noaug": Recipe("full", 1024, 80, 15, "s4/full-p256-l80-e2e", True,
+                                       flags=HEAD, model="full-p1024-l80"),
 }
 _shipped_s4 = {r.model for r in S4.values() if r.model}
 S3 = {k: replace(r, model=None if r.model in _shipped_s4 else r.model) for k, r in S3.items()}
