@@ -25,3 +25,15 @@ def test_every_shipped_point_cloud_model_has_exactly_one_recipe():
     for name in shipped:
         r = next(r for r in RECIPES.values() if r.model == name)
         assert name.startswith(f"{r.size}-p{r.points}-l{r.lmbda:g}")
+
+
+def test_every_recovery_rebuilds_a_model_of_its_own_size_points_and_lambda():
+    """A recovery recipe (no training: `splitinfer train recover`) names the model it rebuilds; its
+    warm start is the recipe that trained that model, and the settings match the model's name."""
+    recoveries = {k: r for k, r in RECIPES.items() if r.recover}
+    assert recoveries
+    for key, r in recoveries.items():
+        assert r.epochs == 0 and not r.flags and r.warm in RECIPES, key
+        assert r.recover.startswith(f"{r.size}-p{r.points}-l{r.lmbda:g}"), key
+        w = RECIPES[r.warm]
+        assert (w.size, w.points, w.lmbda) == (r.size, r.points, r.lmbda), key

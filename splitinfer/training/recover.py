@@ -77,11 +77,11 @@ def _fit_batchnorm(model: PointCloudCodec, pending, points: np.ndarray) -> None:
     """Measure mean/var of every fused conv's output W x and move them into its BatchNorm."""
     sums = {conv: [0.0, 0.0, 0] for conv, _, _ in pending}
 
-    def hook(conv, _inp, out):
-        s = sums[conv]
-        s[0] = s[0] + out.double().sum(dim=(0, 2))
-        s[1] = s[1] + (out.double() ** 2).sum(dim=(0, 2))
-        s[2] += out.shape[0] * out.shape[2]
+    def hook(conv, _inp, out):  # per-batch moments in float32, accumulated in float64
+        s, n = sums[conv], out.shape[0] * out.shape[2]
+        s[0] = s[0] + out.mean(dim=(0, 2)).double() * n
+        s[1] = s[1] + (out * out).mean(dim=(0, 2)).double() * n
+        s[2] += n
 
     handles = [conv.register_forward_hook(hook) for conv in sums]
     model.eval()
