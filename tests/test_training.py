@@ -80,7 +80,7 @@ def test_bootstrap_sampling_repeats_points_and_keeps_shape():
     assert all(set(map(tuple, b)) <= set(map(tuple, c)) for b, c in zip(boot, clouds))
 
 
-def test_jitter_moves_every_point_a_little_and_label_smoothing_raises_the_loss():
+def test_jitter_moves_every_point_a_little_and_keeps_the_cloud_normalised():
     from splitinfer.training.pointcloud import _subset
     clouds = np.random.default_rng(1).normal(size=(4, 64, 3)).astype(np.float32)
     clouds /= np.linalg.norm(clouds, axis=2).max(axis=1)[:, None, None]
@@ -91,11 +91,6 @@ def test_jitter_moves_every_point_a_little_and_label_smoothing_raises_the_loss()
     # same subsets and scales (same draws); the noise moves every point by about 0.01
     shift = np.linalg.norm(noisy - scaled, axis=2)
     assert (shift > 0).all() and 0.005 < np.median(shift) < 0.05
-    from splitinfer.nn.models import PointCloudCodec
-    out = {"logits": torch.tensor([[8.0, 0.0, 0.0]]), "bits": torch.zeros(1)}
-    _, _, ce = PointCloudCodec("micro", 3).loss(out, torch.tensor([0]), 1.0)
-    _, _, ce_smooth = PointCloudCodec("micro", 3).loss(out, torch.tensor([0]), 1.0, 0.1)
-    assert ce_smooth > ce
 
 
 def test_recovered_checkpoint_reproduces_the_exported_model(tmp_path, sample):

@@ -50,7 +50,6 @@ class TrainConfig:
     augment: bool = True
     bootstrap: bool = False  # training subsets drawn with replacement (see _subset)
     jitter: float = 0.0  # std of per-point Gaussian noise (PointNet: 0.01, clipped at 5 sigma)
-    label_smoothing: float = 0.0  # of the training cross-entropy (validation keeps plain CE)
     bn_batches: int = 64  # batches that re-estimate BatchNorm statistics before each validation
     bf16: bool = False  # trunk forward/backward in bfloat16 autocast (about 2x faster on CPU)
     max_batches: int | None = None  # cap per epoch (smoke tests)
@@ -147,14 +146,18 @@ class Trainer:
         views = []
         with torch.no_grad():
             for _ in tqdm(range(self.cfg.feature_views), desc="caching features", disable=None):
-                pts = _subset(self.train_points, self.cfg.points, self.rng, self.cfg.augment,
-                              self.cfg.bootstrap)
+                pts = self._sample(self.train_points)
                 feats = [enc(torch.from_numpy(pts[i:i + 256]).transpose(1, 2))
                          for i in range(0, len(pts), 256)]
                 views.append(torch.cat(feats))
         self.features = views
         if cache:
             torch.save(views, cache)
+
+    def _sample(self, clouds: np.ndarray) -> np.ndarray:
+        """This epoch's training view of ``clouds``: subset and augmentation as configured."""
+        c = self.cfg
+        return _subset(clouds, c.points, self.rng, c.augment, c.bootstrap, c.jitter)
 
     def _batches(self, limit: int | None = None):
         """One epoch of (x, labels) batches in a fresh random order. With ``limit`` (at most that
@@ -166,12 +169,10 @@ class Trainer:
             source, rows = self.features[self.epoch % len(self.features)], order
         elif limit:
             rows = order[:batches * bs]
-            source = torch.from_numpy(_subset(self.train_points[rows], self.cfg.points, self.rng,
-                                              self.cfg.augment, self.cfg.bootstrap, self.cfg.jitter))
+            source = torch.from_numpy(self._sample(self.train_points[rows]))
             rows = np.arange(len(rows))
         else:
-            source = torch.from_numpy(_subset(self.train_points, self.cfg.points, self.rng,
-                                              self.cfg.augment, self.cfg.bootstrap, self.cfg.jitter))
+            source = torch.from_numpy(self._sample(self.train_points))
             rows = order
         for k in range(batches):
             batch = slice(k * bs, (k + 1) * bs)
@@ -248,7 +249,7 @@ class Trainer:
                    disable=None, mininterval=2)
         for x, labels in bar:
             out = self._forward(x)
-            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda, self.cfg.label_smoothing)
+            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
             aux = optimizer_step(loss, self.model, self.opt, self.aux_opt)
             for k, v in zip(totals, (loss, rate, ce, aux)):
                 totals[k] += float(v.detach())

@@ -136,8 +136,7 @@ class PointCloudCodec(nn.Module):
         bits = -torch.log2(likelihoods).sum(dim=(1, 2))
         return {"y": y, "y_hat": y_hat, "likelihoods": likelihoods, "bits": bits, "logits": logits}
 
-    def loss(self, out: dict[str, torch.Tensor], labels: torch.Tensor, lmbda: float,
-             label_smoothing: float = 0.0):
-        ce = F.cross_entropy(out["logits"], labels, label_smoothing=label_smoothing)
+    def loss(self, out: dict[str, torch.Tensor], labels: torch.Tensor, lmbda: float):
+        ce = F.cross_entropy(out["logits"], labels)
         rate = out["bits"].mean()
         return rate + lmbda * ce, rate, ce
