@@ -17,6 +17,7 @@ only as quantized CDF tables, so three things are rebuilt:
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ..nn.layers import Gain
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
 from ..pointcloud.preprocess import preprocess_batch
+from .loop import optimizer_step
 
 
 def _graph_parameters(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
@@ -73,8 +75,9 @@ def _load_exported(model: PointCloudCodec, folder: Path) -> list[tuple[nn.Conv1d
 
 
 @torch.no_grad()
-def _fit_batchnorm(model: PointCloudCodec, pending, points: np.ndarray) -> None:
-    """Measure mean/var of every fused conv's output W x and move them into its BatchNorm."""
+def _fit_batchnorm(model: PointCloudCodec, pending, points: np.ndarray) -> torch.Tensor:
+    """Measure mean/var of every fused conv's output W x and move them into its BatchNorm.
+    Returns the latents y of ``points`` from the same pass (the function does not change)."""
     sums = {conv: [0.0, 0.0, 0] for conv, _, _ in pending}
 
     def hook(conv, _inp, out):  # per-batch moments in float32, accumulated in float64
@@ -85,8 +88,11 @@ def _fit_batchnorm(model: PointCloudCodec, pending, points: np.ndarray) -> None:
 
     handles = [conv.register_forward_hook(hook) for conv in sums]
     model.eval()
+    latents = []
     for i in range(0, len(points), 256):
-        model(torch.from_numpy(points[i:i + 256]))
+        y = model.analysis(torch.from_numpy(points[i:i + 256]))
+        model.classifier(torch.round(y))  # the classifier's fused conv sees y_hat
+        latents.append(y)
     for h in handles:
         h.remove()
     for conv, bn, b in pending:
@@ -97,15 +103,12 @@ def _fit_batchnorm(model: PointCloudCodec, pending, points: np.ndarray) -> None:
         bn.running_var.copy_(var.float())
         bn.weight.data.copy_(torch.sqrt(var + bn.eps).float())
         bn.bias.data.copy_(mean.float() + torch.from_numpy(b))
+    return torch.cat(latents)
 
 
-def _fit_entropy_model(model: PointCloudCodec, points: np.ndarray, steps: int, seed: int) -> float:
-    """Refit the factorized density to y of ``points``; returns the mean estimated bits of y_hat."""
+def _fit_entropy_model(model: PointCloudCodec, y: torch.Tensor, steps: int, seed: int) -> float:
+    """Refit the factorized density to the latents ``y``; returns the mean estimated bits of y_hat."""
     torch.manual_seed(seed)
-    with torch.no_grad():
-        model.eval()
-        y = torch.cat([model.analysis(torch.from_numpy(points[i:i + 256]))
-                       for i in range(0, len(points), 256)])
     eb = model.entropy_bottleneck
     with torch.no_grad():  # start the quantiles at the data's range
         lo, hi = y.amin(dim=(0, 2)), y.amax(dim=(0, 2))
@@ -122,14 +125,8 @@ def _fit_entropy_model(model: PointCloudCodec, points: np.ndarray, steps: int, s
         batch = y[torch.from_numpy(rng.integers(0, len(y), 256))]
         _, likelihoods = eb(batch)
         rate = -torch.log2(likelihoods).sum(dim=(1, 2)).mean()
-        opt.zero_grad()
-        rate.backward()
-        opt.step()
+        optimizer_step(rate, model, opt, aux_opt, clip=math.inf)  # no clipping
         sched.step()
-        aux = eb.aux_loss()
-        aux_opt.zero_grad()
-        aux.backward()
-        aux_opt.step()
     for _ in range(2000):  # settle the quantiles on the final density
         aux = eb.aux_loss()
         aux_opt.zero_grad()
@@ -155,8 +152,8 @@ def recover_checkpoint(folder: str | Path, clouds: np.ndarray, out: str | Path,
     model = PointCloudCodec(cfg["size"], len(cfg["classes"]))
     pending = _load_exported(model, folder)
     x = preprocess_batch(clouds, cfg["points"], seed=0)
-    _fit_batchnorm(model, pending, x)
-    bits = _fit_entropy_model(model, x, steps, seed)
+    y = _fit_batchnorm(model, pending, x)
+    bits = _fit_entropy_model(model, y, steps, seed)
     train_cfg = {"size": cfg["size"], "points": cfg["points"], "lmbda": cfg["lmbda"],
                  "val_fraction": 0.1, "seed": 0, "warm_start": None, "freeze_encoder": False,
                  "recovered_from": str(folder)}
