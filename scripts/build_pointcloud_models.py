@@ -222,6 +222,16 @@ S4: dict[str, Recipe] = {
     "full-p1024-l40-e2e-noaug": Recipe("full", 1024, 40, 15, "s4/full-p256-l40-e2e", True, flags=HEAD,
                                        model="full-p1024-l40"),
 }
+
+# session 5: runs/s5/<name>/. The session-4 runs were still there: the end-to-end trunks go on
+# with a cosine lr schedule (the plateau rule left their validation loss jumping by 1-2 per epoch)
+COS = ("--bf16", "--cosine")
+S5: dict[str, Recipe] = {
+    "full-p256-l50-cos": Recipe("full", 256, 50, 20, "s4/full-p256-l50-e2e-more2", flags=("--lr", "2.5e-4", *COS)),
+    "full-p1024-l50-cos-noaug": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-cos", True, flags=HEAD),
+    "full-p256-l40-cos": Recipe("full", 256, 40, 20, "s4/full-p256-l40-e2e", flags=("--lr", "4e-4", *COS)),
+    "full-p1024-l40-cos-noaug": Recipe("full", 1024, 40, 12, "s5/full-p256-l40-cos", True, flags=HEAD),
+}
 _shipped_s4 = {r.model for r in S4.values() if r.model}
 S3 = {k: replace(r, model=None if r.model in _shipped_s4 else r.model) for k, r in S3.items()}
 _shipped_s3 = {r.model for r in S3.values() if r.model} | _shipped_s4
@@ -230,6 +240,7 @@ RECIPES: dict[str, Recipe] = {
        for k, r in S2.items()},
     **{f"s3/{k}": r for k, r in S3.items()},
     **{f"s4/{k}": r for k, r in S4.items()},
+    **{f"s5/{k}": r for k, r in S5.items()},
 }
 
 

@@ -26,6 +26,15 @@ def test_tiny_training_run_lowers_loss_and_resumes(tiny_modelnet, tmp_path):
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 9
 
 
+def test_cosine_schedule_runs_from_lr_to_one_percent(tiny_modelnet, tmp_path):
+    cfg = TrainConfig(size="micro", points=64, lmbda=100, data=str(tiny_modelnet), lr=1e-3,
+                      out=str(tmp_path / "run"), epochs=3, batch_size=16, val_fraction=0.25,
+                      threads=1, cosine=True, max_batches=2, bn_batches=1)
+    Trainer(cfg).fit()
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-3, 0.5 * (1e-3 + 1e-5), 1e-5])
+
+
 def test_export_onnx_matches_torch_and_round_trips(tiny_modelnet, tmp_path, sample):
     from splitinfer.pointcloud.evaluate import evaluate
     from splitinfer.repository import ModelRepository
