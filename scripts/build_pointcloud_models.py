@@ -226,21 +226,59 @@ S4: dict[str, Recipe] = {
 # session 5: runs/s5/<name>/. The session-4 runs were still there: the end-to-end trunks go on
 # with a cosine lr schedule (the plateau rule left their validation loss jumping by 1-2 per epoch)
 COS = ("--bf16", "--cosine")
+HEAD2 = ("--lr", "2e-4", "--no-augment", "--feature-views", "1", "--cosine")
 S5: dict[str, Recipe] = {
     "full-p256-l50-cos": Recipe("full", 256, 50, 20, "s4/full-p256-l50-e2e-more2", flags=("--lr", "2.5e-4", *COS)),
     "full-p1024-l50-cos-noaug": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-cos", True, flags=HEAD),
     "full-p256-l40-cos": Recipe("full", 256, 40, 20, "s4/full-p256-l40-e2e", flags=("--lr", "4e-4", *COS)),
     "full-p1024-l40-cos-noaug": Recipe("full", 1024, 40, 12, "s5/full-p256-l40-cos", True, flags=HEAD),
+    # the head at a lower lr on a cosine (the one above was best at its second epoch)
+    "full-p1024-l40-cos-head2": Recipe("full", 1024, 40, 12, "s5/full-p256-l40-cos", True, flags=HEAD2),
+    # the lambda-40 trunk validated better than the lambda-50 one even at lambda 50 (bits + 50 ce:
+    # 59.5 against 59.9), so 45 and 50 start from it
+    "full-p256-l45-cos": Recipe("full", 256, 45, 16, "s5/full-p256-l40-cos", flags=("--lr", "3e-4", *COS)),
+    "full-p1024-l45-cos-noaug": Recipe("full", 1024, 45, 12, "s5/full-p256-l45-cos", True, flags=HEAD),
+    "full-p1024-l45-cos-head2": Recipe("full", 1024, 45, 12, "s5/full-p256-l45-cos", True, flags=HEAD2),
+    "full-p1024-l50-cos-head2": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-cos", True, flags=HEAD2),
+    # micro: lambda 100 and 110 go on with jitter on a cosine, then without augmentation
+    "micro-l100-cos": Recipe("micro", 1024, 100, 60, "s4/micro-l100-jit-noaug",
+                             flags=("--lr", "5e-4", "--jitter", "0.01", "--cosine")),
+    "micro-l100-cos-noaug": Recipe("micro", 1024, 100, 20, "s5/micro-l100-cos", flags=("--lr", "1e-4", "--no-augment", "--cosine")),
+    "micro-l100-noaug-cos": Recipe("micro", 1024, 100, 20, "s4/micro-l100-jit-noaug",
+                                   flags=("--lr", "1e-4", "--no-augment", "--cosine")),
+    "micro-l90-noaug-cos": Recipe("micro", 1024, 90, 20, "s4/micro-l90-jit-more",
+                                  flags=("--lr", "1e-4", "--no-augment", "--cosine")),
+    "micro-l110-cos": Recipe("micro", 1024, 110, 60, "s4/micro-l100-jit-noaug",
+                             flags=("--lr", "5e-4", "--jitter", "0.01", "--cosine")),
+    "micro-l110-cos-noaug": Recipe("micro", 1024, 110, 20, "s5/micro-l110-cos", flags=("--lr", "1e-4", "--no-augment", "--cosine")),
+    # lambda 40: a second cosine, at a lower lr (the first still improved at its 19th epoch)
+    "full-p256-l40-cos2": Recipe("full", 256, 40, 14, "s5/full-p256-l40-cos", flags=("--lr", "2e-4", *COS)),
+    "full-p1024-l40-cos2-head2": Recipe("full", 1024, 40, 12, "s5/full-p256-l40-cos2", True, flags=HEAD2),
+    # best accuracy: the shipped lambda-16000 model (rebuilt), its head again at a low lr on a cosine
+    "from-full-p1024-l16000": Recipe("full", 1024, 16000, 0, "s3/full-p1024-l16000-long-noaug",
+                                     recover="full-p1024-l16000"),
+    "full-p1024-l16000-head2": Recipe("full", 1024, 16000, 12, "s5/from-full-p1024-l16000", True, flags=HEAD2),
+    "full-p256-l50-from40": Recipe("full", 256, 50, 16, "s5/full-p256-l40-cos", flags=("--lr", "3e-4", *COS)),
+    "full-p1024-l50-from40-noaug": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-from40", True, flags=HEAD),
+    "full-p1024-l50-from40-head2": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-from40", True, flags=HEAD2),
+    # that trunk improved until its last epoch: a second cosine at a lower lr
+    "full-p256-l50-cos2": Recipe("full", 256, 50, 14, "s5/full-p256-l50-from40", flags=("--lr", "2e-4", *COS)),
+    "full-p1024-l50-cos2-head2": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-cos2", True, flags=HEAD2),
+    # lambda 60 from the new lambda-50 trunk
+    "full-p256-l60-from50": Recipe("full", 256, 60, 14, "s5/full-p256-l50-from40", flags=("--lr", "3e-4", *COS)),
+    "full-p1024-l60-from50-head2": Recipe("full", 1024, 60, 12, "s5/full-p256-l60-from50", True, flags=HEAD2),
 }
-_shipped_s4 = {r.model for r in S4.values() if r.model}
-S3 = {k: replace(r, model=None if r.model in _shipped_s4 else r.model) for k, r in S3.items()}
-_shipped_s3 = {r.model for r in S3.values() if r.model} | _shipped_s4
+# a model name ships from the latest session whose recipes name it; earlier recipes of that name
+# stay as intermediate runs
+SESSIONS = {"s5": S5, "s4": S4, "s3": S3}
+_shipped: set[str] = set()
+for _tag, _recipes in SESSIONS.items():
+    SESSIONS[_tag] = {k: replace(r, model=None if r.model in _shipped else r.model) for k, r in _recipes.items()}
+    _shipped |= {r.model for r in SESSIONS[_tag].values() if r.model}
 RECIPES: dict[str, Recipe] = {
-    **{k: replace(r, model=None if k in _shipped_s3 or k == "full-p256-l4000-long" else k)
+    **{k: replace(r, model=None if k in _shipped or k == "full-p256-l4000-long" else k)
        for k, r in S2.items()},
-    **{f"s3/{k}": r for k, r in S3.items()},
-    **{f"s4/{k}": r for k, r in S4.items()},
-    **{f"s5/{k}": r for k, r in S5.items()},
+    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5") for k, r in SESSIONS[tag].items()},
 }
 
 
