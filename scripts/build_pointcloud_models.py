@@ -261,9 +261,17 @@ S5: dict[str, Recipe] = {
     "full-p1024-l45-cos-head2": Recipe("full", 1024, 45, 12, "s5/full-p256-l45-cos", True, flags=HEAD2,
                                        model="full-p1024-l45"),
     "full-p256-l55-from50": Recipe("full", 256, 55, 12, "s5/full-p256-l50-from40", flags=("--lr", "3e-4", *COS)),
-    "full-p1024-l55-from50-head2": Recipe("full", 1024, 55, 12, "s5/full-p256-l55-from50", True, flags=HEAD2),
+    "full-p1024-l55-from50-head2": Recipe("full", 1024, 55, 12, "s5/full-p256-l55-from50", True, flags=HEAD2,
+                                          model="full-p1024-l55"),
     "full-p256-l60-from50": Recipe("full", 256, 60, 14, "s5/full-p256-l50-from40", flags=("--lr", "3e-4", *COS)),
-    "full-p1024-l60-from50-head2": Recipe("full", 1024, 60, 12, "s5/full-p256-l60-from50", True, flags=HEAD2),
+    "full-p1024-l60-from50-head2": Recipe("full", 1024, 60, 12, "s5/full-p256-l60-from50", True, flags=HEAD2,
+                                          model="full-p1024-l60"),
+    # heads one lambda below their trunk's
+    "full-p1024-l50-on55-head2": Recipe("full", 1024, 50, 12, "s5/full-p256-l55-from50", True, flags=HEAD2),
+    "full-p1024-l45-on50-head2": Recipe("full", 1024, 45, 12, "s5/full-p256-l50-from40", True, flags=HEAD2),
+    # the lambda-50 model end to end at P=1024, at a low lr (the trunk has only seen 256 points)
+    "full-p1024-l50-e2e1024": Recipe("full", 1024, 50, 4, "s5/full-p1024-l50-from40-head2",
+                                     flags=("--lr", "1e-4", *COS)),
     # full best accuracy: the shipped lambda-16000 model (rebuilt), its head again with HEAD2:
     # 90.76% best validation accuracy, the shipped model's, so it is not shipped
     "from-full-p1024-l16000": Recipe("full", 1024, 16000, 0, "s3/full-p1024-l16000-long-noaug",
