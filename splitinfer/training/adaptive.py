@@ -37,7 +37,7 @@ from ..nn.entropy_models.adaptive import (DEFAULT_FLOOR, AdaptiveEntropyBottlene
                                           static_prior_logits)
 from ..repository import sha256
 from .export_image import load_image_checkpoint
-from .loop import fit_epochs, optimizer_step, start_run
+from .loop import cosine_lr, fit_epochs, optimizer_step, start_run
 
 #: lambda_q's reference image size: a Kodak image (768 x 512 pixels).
 TARGET_PIXELS = 768 * 512
@@ -263,8 +263,7 @@ class AdaptiveTrainer:
 
     def lr_at(self, step: int) -> float:
         total = max(1, self.cfg.epochs * self.cfg.steps)
-        t = min(1.0, step / total)
-        return self.cfg.min_lr + 0.5 * (self.cfg.lr - self.cfg.min_lr) * (1 + math.cos(math.pi * t))
+        return cosine_lr(step / total, self.cfg.lr, self.cfg.min_lr)
 
     @torch.no_grad()
     def validate(self) -> dict:

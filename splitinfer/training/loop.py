@@ -7,6 +7,7 @@ A trainer provides ``out``, ``epoch``, ``best``, ``wall``, ``train_epoch() -> di
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -49,6 +50,11 @@ def fit_epochs(trainer, epochs: int, score: str, describe: Callable[[dict], str]
                 trainer._save("best.pt", record)
             trainer._save("last.pt", record)
     return record
+
+
+def cosine_lr(t: float, lr: float, min_lr: float) -> float:
+    """Cosine annealing (Loshchilov & Hutter, SGDR) at progress ``t`` in [0, 1]: ``lr`` down to ``min_lr``."""
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def optimizer_step(loss, model, opt, aux_opt, clip: float = 1.0):

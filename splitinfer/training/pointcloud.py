@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
 from ..pointcloud.preprocess import normalize
-from .loop import optimizer_step, start_run
+from .loop import cosine_lr, optimizer_step, start_run
 
 
 @dataclass
@@ -259,9 +259,8 @@ class Trainer:
         return {k: v / max(n, 1) for k, v in totals.items()}
 
     def lr_at(self, epoch: int) -> float:
-        """Cosine annealing (Loshchilov & Hutter, SGDR) per epoch, from ``lr`` down to ``lr / 100``."""
-        lo, t = self.cfg.lr / 100, epoch / max(self.cfg.epochs - 1, 1)
-        return lo + 0.5 * (self.cfg.lr - lo) * (1 + math.cos(math.pi * t))
+        """The cosine schedule per epoch, from ``lr`` at the first down to ``lr / 100`` at the last."""
+        return cosine_lr(epoch / max(self.cfg.epochs - 1, 1), self.cfg.lr, self.cfg.lr / 100)
 
     def fit(self) -> dict:
         if self.cfg.freeze_encoder:
