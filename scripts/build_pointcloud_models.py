@@ -291,9 +291,15 @@ S5: dict[str, Recipe] = {
     "micro-l110-cos-noaug": Recipe("micro", 1024, 110, 20, "s5/micro-l110-cos", flags=MICRO_NOAUG,
                                    model="micro-p1024-l110"),
 }
+# session 6: runs/s6/<name>/. The session-5 runs were still there.
+S6: dict[str, Recipe] = {
+    # full best accuracy: the shipped lambda-16000 model's trunk (12 epochs from scratch in session 2)
+    # trained on end to end at P=256 on a cosine, then a P=1024 head
+    "full-p256-l16000-cos": Recipe("full", 256, 16000, 24, "s5/from-full-p1024-l16000", flags=("--lr", "3e-4", *COS)),
+}
 # a model name ships from the latest session whose recipes name it; earlier recipes of that name
 # stay as intermediate runs
-SESSIONS = {"s5": S5, "s4": S4, "s3": S3}
+SESSIONS = {"s6": S6, "s5": S5, "s4": S4, "s3": S3}
 _shipped: set[str] = set()
 for _tag, _recipes in SESSIONS.items():
     SESSIONS[_tag] = {k: replace(r, model=None if r.model in _shipped else r.model) for k, r in _recipes.items()}
@@ -301,7 +307,7 @@ for _tag, _recipes in SESSIONS.items():
 RECIPES: dict[str, Recipe] = {
     **{k: replace(r, model=None if k in _shipped or k == "full-p256-l4000-long" else k)
        for k, r in S2.items()},
-    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5") for k, r in SESSIONS[tag].items()},
+    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5", "s6") for k, r in SESSIONS[tag].items()},
 }
 
 

@@ -13,7 +13,7 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
                       augment=not a.no_augment, bootstrap=a.bootstrap, jitter=a.jitter,
-                      bf16=a.bf16, cosine=a.cosine,
+                      bf16=a.bf16, cosine=a.cosine, ema=a.ema,
                       bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
                       max_batches=a.max_batches, threads=a.threads)
     train(cfg)
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bf16", action="store_true", help="trunk in bfloat16 autocast (faster on CPU)")
     t.add_argument("--cosine", action="store_true",
                    help="cosine lr schedule over --epochs, from --lr to 1%% of it (instead of halving on plateaus)")
+    t.add_argument("--ema", type=float, default=0.0,
+                   help="validate and keep a moving average of the weights with this per-step decay, e.g. 0.999 (0: off)")
     t.add_argument("--bn-batches", type=int, default=64,
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")
     t.add_argument("--plain", action="store_true",

@@ -35,6 +35,37 @@ def test_cosine_schedule_runs_from_lr_to_one_percent(tiny_modelnet, tmp_path):
     assert lrs == pytest.approx([1e-3, 0.5 * (1e-3 + 1e-5), 1e-5])
 
 
+def test_weight_average_follows_the_decay_and_swaps_back_exactly():
+    from splitinfer.training.pointcloud import WeightAverage
+    model = torch.nn.Linear(2, 1)
+    w0 = model.weight.detach().clone()
+    avg = WeightAverage(model, ["weight"], decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    avg.update(model)
+    avg.update(model)
+    assert torch.allclose(avg.avg["weight"], 0.81 * w0 + 0.19)  # 0.9^2 w0 + (1 - 0.9^2) * 1
+    trained = avg.swap(model)
+    assert torch.equal(model.weight, avg.avg["weight"]) and torch.equal(trained["weight"], torch.ones(1, 2))
+    avg.swap(model, trained)
+    assert torch.equal(model.weight, torch.ones(1, 2))
+
+
+def test_ema_run_validates_and_keeps_the_average_and_resumes_it(tiny_modelnet, tmp_path):
+    cfg = TrainConfig(size="micro", points=64, lmbda=100, data=str(tiny_modelnet),
+                      out=str(tmp_path / "run"), epochs=1, batch_size=16, val_fraction=0.25,
+                      threads=1, ema=0.5, max_batches=3, bn_batches=1)
+    Trainer(cfg).fit()
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    avg = last["ema"]["avg"]
+    assert all(torch.equal(best["model"][n], w) for n, w in avg.items())  # best.pt: the average
+    assert not all(torch.equal(last["model"][n], w) for n, w in avg.items())  # last.pt: the trained
+    cfg.epochs = 2
+    t = Trainer(cfg)
+    assert t.epoch == 1 and all(torch.equal(t.ema.avg[n], w) for n, w in avg.items())
+
+
 def test_export_onnx_matches_torch_and_round_trips(tiny_modelnet, tmp_path, sample):
     from splitinfer.pointcloud.evaluate import evaluate
     from splitinfer.repository import ModelRepository
