@@ -292,10 +292,21 @@ S5: dict[str, Recipe] = {
                                    model="micro-p1024-l110"),
 }
 # session 6: runs/s6/<name>/. The session-5 runs were still there.
+HEAD2_EMA = (*HEAD2, "--ema", "0.998")
 S6: dict[str, Recipe] = {
     # full best accuracy: the shipped lambda-16000 model's trunk (12 epochs from scratch in session 2)
     # trained on end to end at P=256 on a cosine, then a P=1024 head
     "full-p256-l16000-cos": Recipe("full", 256, 16000, 24, "s5/from-full-p1024-l16000", flags=("--lr", "3e-4", *COS)),
+    "full-p1024-l16000-cos-head2": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos", True, flags=HEAD2,
+                                          model="full-p1024-l16000"),
+    "full-p256-l16000-cos2": Recipe("full", 256, 16000, 20, "s6/full-p256-l16000-cos", flags=("--lr", "2e-4", *COS)),
+    "full-p1024-l16000-cos2-head2": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos2", True, flags=HEAD2),
+    # the lambda-50 trunk once more on a cosine, validated as a moving average of its weights
+    "full-p256-l50-ema": Recipe("full", 256, 50, 14, "s5/full-p256-l50-from40", flags=("--lr", "2e-4", *COS, "--ema", "0.999")),
+    "full-p1024-l50-ema-head2": Recipe("full", 1024, 50, 12, "s6/full-p256-l50-ema", True, flags=HEAD2),
+    # heads with a moving average of the weights (HEAD2 plus --ema), on the session-5 trunks
+    **{f"full-p1024-l{l}-{t}-ema": Recipe("full", 1024, l, 12, f"s5/full-p256-{t}", True, flags=HEAD2_EMA)
+       for l, t in ((50, "l50-from40"), (45, "l45-cos"), (55, "l55-from50"), (40, "l40-cos"))},
 }
 # a model name ships from the latest session whose recipes name it; earlier recipes of that name
 # stay as intermediate runs
