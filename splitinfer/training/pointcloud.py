@@ -283,7 +283,7 @@ class Trainer:
                 for g in self.opt.param_groups:
                     g["lr"] = self.lr_at(self.epoch)
             train = self.train_epoch()
-            trained = self.ema.swap(self.model) if self.ema else None  # validate the average
+            raw = self.ema.swap(self.model) if self.ema else None  # validate the average
             self.recalibrate_batchnorm()
             val = self.validate()
             self.epoch += 1
@@ -301,8 +301,8 @@ class Trainer:
                   f"loss {val['val_loss']:.2f} ({self.wall:.0f}s)", flush=True)
             if improved:
                 self._save("best.pt")
-            if trained is not None:  # training goes on from the trained weights
-                self.ema.swap(self.model, trained)
+            if raw is not None:  # training goes on from the trained weights
+                self.ema.swap(self.model, raw)
             self._save("last.pt")
         return record
 
