@@ -299,8 +299,8 @@ HEAD2_EMA = (*HEAD2, "--ema", "0.998")
 MICRO_NOAUG_EMA = (*MICRO_NOAUG, "--ema", "0.998")
 S6: dict[str, Recipe] = {
     # full best accuracy: the shipped lambda-16000 model's trunk on end to end at P=256 on a cosine
-    # (P=256 validation 7590 at its first epoch -> 6486 -> 6146), then P=1024 heads (6252, 6052;
-    # the shipped model 6730)
+    # (P=256 validation 7590 at its first epoch -> 6486 -> 6146 -> 6327), then P=1024 heads (6252,
+    # 6052, 6458; the session-3 model 6730)
     "full-p256-l16000-cos": Recipe("full", 256, 16000, 24, "s5/from-full-p1024-l16000", flags=("--lr", "3e-4", *COS)),
     "full-p1024-l16000-cos-head2": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos", True, flags=HEAD2),
     "full-p256-l16000-cos2": Recipe("full", 256, 16000, 20, "s6/full-p256-l16000-cos", flags=("--lr", "2e-4", *COS)),
@@ -310,10 +310,13 @@ S6: dict[str, Recipe] = {
     "full-p1024-l16000-cos3-head2": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos3", True, flags=HEAD2),
     # lambda 4000 and 320 on the new trunk, each against the shipped model rebuilt and validated
     # (4000: 2283.26, 88.53% at 623.8 bits; 320: 329.35, 89.04% at 198.3 bits). New: 4000 2096.23
-    # (cos head) and 2118.13 (cos2 head); 320 only got down to 664 bits in 12 epochs (782.76)
+    # (cos head), 2118.13 (cos2 head), 2245.19 (16 more epochs at lr 5e-4: 697 bits); 320 only got
+    # down to 664 bits in 12 epochs (782.76)
     "from-full-p1024-l4000": Recipe("full", 1024, 4000, 0, "full-p1024-l4000", recover="full-p1024-l4000"),
     "full-p1024-l4000-cos-head2": Recipe("full", 1024, 4000, 12, "s6/full-p1024-l16000-cos-head2", True, flags=HEAD2,
                                          model="full-p1024-l4000"),
+    "full-p1024-l4000-cos-more": Recipe("full", 1024, 4000, 16, "s6/full-p1024-l4000-cos-head2", True,
+                                        flags=(*HEAD, "--cosine")),
     "full-p1024-l4000-cos2-head2": Recipe("full", 1024, 4000, 12, "s6/full-p1024-l16000-cos2-head2", True, flags=HEAD2),
     "from-full-p1024-l320": Recipe("full", 1024, 320, 0, "full-p1024-l320", recover="full-p1024-l320"),
     "full-p1024-l320-cos2-head2": Recipe("full", 1024, 320, 12, "s6/full-p1024-l4000-cos2-head2", True, flags=HEAD2),
