@@ -319,6 +319,10 @@ S6: dict[str, Recipe] = {
                                         flags=(*HEAD, "--cosine")),
     "full-p1024-l4000-cos2-head2": Recipe("full", 1024, 4000, 12, "s6/full-p1024-l16000-cos2-head2", True, flags=HEAD2),
     "from-full-p1024-l320": Recipe("full", 1024, 320, 0, "full-p1024-l320", recover="full-p1024-l320"),
+    # a new lambda-1000 point between 320 and 4000 (the new 4000 head sits near 16000's rate)
+    "full-p1024-l1000-cos-head": Recipe("full", 1024, 1000, 30, "s6/full-p1024-l4000-cos-head2", True,
+                                        flags=("--lr", "1e-3", "--no-augment", "--feature-views", "1", "--cosine"),
+                                        model="full-p1024-l1000"),
     "full-p1024-l320-cos-head": Recipe("full", 1024, 320, 30, "s6/full-p1024-l4000-cos-head2", True,
                                        flags=("--lr", "1e-3", "--no-augment", "--feature-views", "1", "--cosine")),
     "full-p1024-l320-cos2-head2": Recipe("full", 1024, 320, 12, "s6/full-p1024-l4000-cos2-head2", True, flags=HEAD2),
