@@ -297,6 +297,7 @@ S5: dict[str, Recipe] = {
 # plain runs (better on 3 of 7), so it ships only where the rule says.
 HEAD2_EMA = (*HEAD2, "--ema", "0.998")
 MICRO_NOAUG_EMA = (*MICRO_NOAUG, "--ema", "0.998")
+HEAD_FAR = ("--lr", "1e-3", "--no-augment", "--feature-views", "1", "--cosine")  # a head that moves its rate far
 S6: dict[str, Recipe] = {
     # full best accuracy: the shipped lambda-16000 model's trunk on end to end at P=256 on a cosine
     # (P=256 validation 7590 at its first epoch -> 6486 -> 6146 -> 6327), then P=1024 heads (6252,
@@ -309,6 +310,7 @@ S6: dict[str, Recipe] = {
     "full-p256-l16000-cos3": Recipe("full", 256, 16000, 16, "s6/full-p256-l16000-cos2", flags=("--lr", "1.5e-4", *COS)),
     "full-p1024-l16000-cos3-head2": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos3", True, flags=HEAD2),
     # lambda 4000 and 320 on the new trunk, each against the shipped model rebuilt and validated
+    # (scripts/validate_checkpoint.py)
     # (4000: 2283.26, 88.53% at 623.8 bits; 320: 329.35, 89.04% at 198.3 bits). New: 4000 2096.23
     # (cos head), 2118.13 (cos2 head), 2245.19 (16 more epochs at lr 5e-4: 697 bits); 320 only got
     # down to 664 bits in 12 epochs (782.76), and to 302.6 in 30 epochs at lr 1e-3 (450.94)
@@ -321,10 +323,10 @@ S6: dict[str, Recipe] = {
     "from-full-p1024-l320": Recipe("full", 1024, 320, 0, "full-p1024-l320", recover="full-p1024-l320"),
     # a new lambda-1000 point between 320 and 4000 (the new 4000 head sits near 16000's rate)
     "full-p1024-l1000-cos-head": Recipe("full", 1024, 1000, 30, "s6/full-p1024-l4000-cos-head2", True,
-                                        flags=("--lr", "1e-3", "--no-augment", "--feature-views", "1", "--cosine"),
+                                        flags=HEAD_FAR,
                                         model="full-p1024-l1000"),
     "full-p1024-l320-cos-head": Recipe("full", 1024, 320, 30, "s6/full-p1024-l4000-cos-head2", True,
-                                       flags=("--lr", "1e-3", "--no-augment", "--feature-views", "1", "--cosine")),
+                                       flags=HEAD_FAR),
     "full-p1024-l320-cos2-head2": Recipe("full", 1024, 320, 12, "s6/full-p1024-l4000-cos2-head2", True, flags=HEAD2),
     # the lambda-50 trunk once more on a cosine, validated as a moving average of its weights:
     # 59.76 against 59.50 (trunk), head 56.46 against 55.73

@@ -232,8 +232,8 @@ class Trainer:
                 for i in range(0, len(self.val_labels), 256)])
         logits, bits = [], []
         for i in range(0, len(self.val_labels), 256):
-            if self.val_features is not None:
-                out = self._forward(self.val_features[i:i + 256])
+            if self.val_features is not None:  # the head alone, whether or not train features are cached
+                out = self.model.head(self.val_features[i:i + 256])
             else:
                 out = self.model(torch.from_numpy(self.val_points[i:i + 256]))
             logits.append(out["logits"])
