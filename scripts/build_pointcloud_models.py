@@ -344,9 +344,53 @@ S6: dict[str, Recipe] = {
                                           model="full-p1024-l55" if l == 55 else None)
        for l, t in ((50, "l50-from40"), (45, "l45-cos"), (55, "l55-from50"), (40, "l40-cos"))},
 }
+# session 7: runs/s7/<name>/. The low-rate chain starts again from the retrained lambda-16000 trunk:
+# frozen heads walk its rate down (320 -> 80 -> 50: 302.6 -> 154.9 -> 108.3 validation bits),
+# then the trunk learns end to end at 50 (97.93 at 65.4 bits; its P=1024 head 85.81 at 56.1
+# bits, against 55.73 at 32 bits for the shipped model) and at 40 (94.63 at 65.4 bits after 8
+# epochs, against 52.94; stopped after 9 of 20 epochs): the trunk keeps 34 channels with a
+# quantile span above 1 where the shipped lambda-50 model keeps 16, and they die slowly
+VIEWS_SHIP = {55: "full-p1024-l55"}  # lambdas whose views head (not its FT phase) validated best
+S7: dict[str, Recipe] = {
+    "full-p1024-l80-far": Recipe("full", 1024, 80, 20, "s6/full-p1024-l320-cos-head", True, flags=HEAD_FAR),
+    "full-p1024-l50-far": Recipe("full", 1024, 50, 15, "s7/full-p1024-l80-far", True, flags=HEAD_FAR),
+    "full-p256-l50-new": Recipe("full", 256, 50, 20, "s7/full-p1024-l50-far", flags=("--lr", "3e-4", *COS)),
+    "full-p1024-l50-new-head2": Recipe("full", 1024, 50, 12, "s7/full-p256-l50-new", True, flags=HEAD2),
+    "full-p256-l40-new2": Recipe("full", 256, 40, 20, "s7/full-p256-l50-new", flags=("--lr", "5e-4", *COS)),
+    # the same two-phase head at lambda 50 on the shipped model's trunk
+    "full-p1024-l50-views": Recipe("full", 1024, 50, 12, "s5/full-p256-l50-from40", True,
+                                   flags=("--lr", "5e-4", "--feature-views", "4", "--cosine")),
+    "full-p1024-l50-views-ft": Recipe("full", 1024, 50, 10, "s7/full-p1024-l50-views", True, flags=HEAD2,
+                                      model="full-p1024-l50"),
+    **{f"full-p1024-l{l}-views": Recipe("full", 1024, l, 12, f"s5/full-p256-{t}", True,
+                                        flags=("--lr", "5e-4", "--feature-views", "4", "--cosine"),
+                                        model=VIEWS_SHIP.get(l))
+       for l, t in ((55, "l55-from50"), (45, "l45-cos"), (40, "l40-cos"), (60, "l60-from50"))},
+    **{f"full-p1024-l{l}-views-ft": Recipe("full", 1024, l, 10, f"s7/full-p1024-l{l}-views", True, flags=HEAD2)
+       for l in (55, 45, 40, 60)},
+    # micro: the same two-phase head on the frozen single-layer trunk of the shipped 100 and 90 models
+    **{f"micro-l{l}-views": Recipe("micro", 1024, l, 12, f"s6/micro-l{l}-noaug-ema", True,
+                                   flags=("--lr", "5e-4", "--feature-views", "4", "--cosine"))
+       for l in (100, 90)},
+    **{f"micro-l{l}-views-ft": Recipe("micro", 1024, l, 10, f"s7/micro-l{l}-views", True, flags=HEAD2)
+       for l in (100, 90)},
+    # full best accuracy: the shipped lambda-16000 head again with a moving average, and that model
+    # end to end at P=1024 (its trunk has only seen 256 points per cloud)
+    "full-p1024-l16000-cos2-ema": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos2", True, flags=HEAD2_EMA),
+    "full-p1024-l16000-e2e1024": Recipe("full", 1024, 16000, 8, "s6/full-p1024-l16000-cos2-head2",
+                                        flags=("--lr", "1e-4", *COS, "--ema", "0.999")),
+    # the two-phase head of session 3 (augmented views, then one view without augmentation) on
+    # the shipped model's trunk
+    "full-p1024-l16000-cos2-views": Recipe("full", 1024, 16000, 12, "s6/full-p256-l16000-cos2", True,
+                                           flags=("--lr", "5e-4", "--feature-views", "4", "--cosine")),
+    "full-p1024-l16000-cos2-views-ft": Recipe("full", 1024, 16000, 10, "s7/full-p1024-l16000-cos2-views", True,
+                                              flags=HEAD2),
+    "full-p1024-l16000-e2e1024-head2": Recipe("full", 1024, 16000, 12, "s7/full-p1024-l16000-e2e1024", True,
+                                              flags=HEAD2),
+}
 # a model name ships from the latest session whose recipes name it; earlier recipes of that name
 # stay as intermediate runs
-SESSIONS = {"s6": S6, "s5": S5, "s4": S4, "s3": S3}
+SESSIONS = {"s7": S7, "s6": S6, "s5": S5, "s4": S4, "s3": S3}
 _shipped: set[str] = set()
 for _tag, _recipes in SESSIONS.items():
     SESSIONS[_tag] = {k: replace(r, model=None if r.model in _shipped else r.model) for k, r in _recipes.items()}
@@ -354,7 +398,7 @@ for _tag, _recipes in SESSIONS.items():
 RECIPES: dict[str, Recipe] = {
     **{k: replace(r, model=None if k in _shipped or k == "full-p256-l4000-long" else k)
        for k, r in S2.items()},
-    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5", "s6") for k, r in SESSIONS[tag].items()},
+    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5", "s6", "s7") for k, r in SESSIONS[tag].items()},
 }
 
 
