@@ -350,9 +350,9 @@ VIEWS = ("--lr", "5e-4", "--feature-views", "4", "--cosine")  # a head on four a
 
 def _two_phase(key: str, size: str, lmbda: float, trunk_key: str, ship: str | None = None,
                phase: str = "ft") -> dict[str, Recipe]:
-    """Session 3's two-phase head on a frozen trunk: 12 epochs on four cached augmented views of
-    every cloud (VIEWS), then 10 on one view without augmentation (HEAD2); ``phase`` ("views" or
-    "ft") is the one that ships as ``ship``."""
+    """Session 3's two-phase head on a frozen trunk, as runs s7/<key>-views and s7/<key>-views-ft:
+    12 epochs on four cached augmented views of every cloud (VIEWS), then 10 on one view without
+    augmentation (HEAD2); ``phase`` ("views" or "ft") is the one that ships as ``ship``."""
     return {f"{key}-views": Recipe(size, 1024, lmbda, 12, trunk_key, True, flags=VIEWS,
                                    model=ship if phase == "views" else None),
             f"{key}-views-ft": Recipe(size, 1024, lmbda, 10, f"s7/{key}-views", True, flags=HEAD2,
@@ -363,15 +363,18 @@ S7: dict[str, Recipe] = {
     # two-phase heads on the shipped models' trunks; validation of the two phases against the
     # shipped model: 50: 55.52 / 55.23 against 55.73 (the second phase ships); 55: 59.28 / 59.44
     # against 59.43 (the first ships); 40: 48.88 / 49.31 against 49.05 (the first ships); 45:
-    # 52.65 / 52.67 against 52.12; 60: 63.56 / 63.57 against 62.61; 16000: 6400.79 / 6074.75 against 6052; micro 100: 118.76 / 118.45
-    # against 117.32; micro 90: 113.08 / 114.30 against 111.99
+    # 52.65 / 52.67 against 52.12; 60: 63.56 / 63.57 against 62.61; 16000: 6400.79 / 6074.75
+    # against 6052; micro 100: 118.76 / 118.45 against 117.32; micro 90: 113.08 / 114.30 against
+    # 111.99; on the second session-5 lambda-50 trunk 55.96 / 56.26
     **_two_phase("full-p1024-l50", "full", 50, "s5/full-p256-l50-from40", "full-p1024-l50"),
     **_two_phase("full-p1024-l55", "full", 55, "s5/full-p256-l55-from50", "full-p1024-l55", phase="views"),
+    **_two_phase("full-p1024-l50-cos2", "full", 50, "s5/full-p256-l50-cos2"),
     **_two_phase("full-p1024-l45", "full", 45, "s5/full-p256-l45-cos"),
     **_two_phase("full-p1024-l40", "full", 40, "s5/full-p256-l40-cos", "full-p1024-l40", phase="views"),
     **_two_phase("full-p1024-l60", "full", 60, "s5/full-p256-l60-from50"),
     **_two_phase("full-p1024-l16000-cos2", "full", 16000, "s6/full-p256-l16000-cos2"),
-    **{k: v for l in (100, 90) for k, v in _two_phase(f"micro-l{l}", "micro", l, f"s6/micro-l{l}-noaug-ema").items()},
+    **_two_phase("micro-l100", "micro", 100, "s6/micro-l100-noaug-ema"),
+    **_two_phase("micro-l90", "micro", 90, "s6/micro-l90-noaug-ema"),
     # full's low-rate chain again, from the retrained lambda-16000 trunk: frozen heads walk its
     # rate down (320 -> 80 -> 50: 302.6 -> 154.9 -> 108.3 validation bits), then the trunk learns
     # end to end at 50 (97.93 at 65.4 bits; its P=1024 head 85.81 at 56.1 bits, against 55.73 at
@@ -403,7 +406,7 @@ for _tag, _recipes in SESSIONS.items():
 RECIPES: dict[str, Recipe] = {
     **{k: replace(r, model=None if k in _shipped or k == "full-p256-l4000-long" else k)
        for k, r in S2.items()},
-    **{f"{tag}/{k}": r for tag in ("s3", "s4", "s5", "s6", "s7") for k, r in SESSIONS[tag].items()},
+    **{f"{tag}/{k}": r for tag in reversed(list(SESSIONS)) for k, r in SESSIONS[tag].items()},
 }
 
 
