@@ -379,8 +379,9 @@ S7: dict[str, Recipe] = {
     # rate down (320 -> 80 -> 50: 302.6 -> 154.9 -> 108.3 validation bits), then the trunk learns
     # end to end at 50 (97.93 at 65.4 bits; its P=1024 head 85.81 at 56.1 bits, against 55.73 at
     # 29.3 for the shipped model) and at 40 (94.63 at 65.4 bits after 8 epochs, against 52.94;
-    # stopped after 9 of 20 epochs): the trunk keeps 34 channels with a quantile span above 1
-    # where the shipped lambda-50 model keeps 16, and they die slowly
+    # paused after 9 of 20 epochs, then resumed for the session's last minutes: its log.jsonl says
+    # how far it got): the trunk keeps 34 channels with a quantile span above 1 where the shipped
+    # lambda-50 model keeps 16, and they die slowly
     "full-p1024-l80-far": Recipe("full", 1024, 80, 20, "s6/full-p1024-l320-cos-head", True, flags=HEAD_FAR),
     "full-p1024-l50-far": Recipe("full", 1024, 50, 15, "s7/full-p1024-l80-far", True, flags=HEAD_FAR),
     "full-p256-l50-new": Recipe("full", 256, 50, 20, "s7/full-p1024-l50-far", flags=("--lr", "3e-4", *COS)),
