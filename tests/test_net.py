@@ -166,3 +166,13 @@ def test_token_bucket_debt_and_cap():
     assert w == pytest.approx(0.05, abs=0.01)
     b.set_rate(16e3)
     assert b.rate_bps == 16e3 and b.burst == 100
+
+
+def test_token_bucket_late_caller_loses_no_link_time():
+    """Backlogged bytes are scheduled from the link's clock: waking 50 ms late shortens the next wait."""
+    b = TokenBucket(8e3, burst=0)       # 1000 bytes/s, no bucket
+    arrival = time.monotonic()
+    assert b.reserve(100, arrival) == pytest.approx(0.1, abs=0.02)
+    time.sleep(0.15)                    # the first 100 bytes were due after 0.1 s
+    assert b.reserve(100, arrival) < 0.055      # due at arrival + 0.2 s, whenever we ask
+    assert b.reserve(100) > 0.09                # bytes arriving now queue behind those

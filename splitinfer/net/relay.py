@@ -11,7 +11,8 @@ bytes; a chunk of n bytes costs n tokens plus ``overhead`` bytes per ``mss``-siz
 would take on a real link (default 0: the rate is a TCP payload rate; the bandwidth benchmark
 charges 66 bytes, Ethernet + IPv4 + TCP with timestamps, to approximate what tbf counts), and
 leaves when the bucket has paid for it: the bucket may go into debt, so a chunk is held back for
-its own serialization time (store-and-forward). The bucket holds at most ``burst`` bytes; the
+its own serialization time (store-and-forward); the chunks of one received buffer queue back to
+back, so a relay thread that wakes late costs the link no time. The bucket holds at most ``burst`` bytes; the
 default 0 makes every chunk wait n / rate even after an idle period, as on a real link of that
 rate (tbf needs a bucket of at least one packet; the benchmark empties it before each frame, see
 ``splitinfer.bench.bandwidth._Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
@@ -33,37 +34,45 @@ from .netns import tbf_burst_bytes
 
 
 class TokenBucket:
-    """Rate ``rate_bps`` (bits/s), bucket ``burst`` bytes; ``take(n)`` blocks until n bytes may go."""
+    """Rate ``rate_bps`` (bits/s), bucket ``burst`` bytes; ``take(n)`` blocks until n bytes may go.
+
+    Kept as the virtual clock of GCRA (the generic cell rate algorithm, equivalent to a token
+    bucket): ``tat`` is when every byte charged so far has been paid for; the bucket holds
+    ``min(burst, (now - tat) * rate / 8)`` tokens, a debt while ``tat`` lies ahead. Bytes that
+    arrived at ``arrival`` are scheduled from then, not from when the caller got round to them, so
+    a late wake-up (a busy CPU) costs no link time."""
 
     def __init__(self, rate_bps: float, burst: int | None = None):
         self._lock = threading.Lock()
         self.rate_bps = float(rate_bps)
         self.burst = int(burst) if burst is not None else tbf_burst_bytes(rate_bps)
         self._fixed_burst = burst is not None
-        self.tokens = float(self.burst)
-        self.last = time.monotonic()
+        self.tat = -math.inf  # the bucket starts full
 
     def set_rate(self, rate_bps: float) -> None:
+        """New rate (and tbf's burst for it, unless fixed); a debt is kept in bytes, the tokens
+        up to the new burst."""
         with self._lock:
-            self._refill(time.monotonic())
+            now = time.monotonic()
+            held = min(float(self.burst), (now - self.tat) * self.rate_bps / 8)  # negative: a debt
             self.rate_bps = float(rate_bps)
             if not self._fixed_burst:
                 self.burst = tbf_burst_bytes(rate_bps)
-            self.tokens = min(self.tokens, float(self.burst))
+            self.tat = now - min(held, float(self.burst)) * 8 / self.rate_bps
 
-    def _refill(self, now: float) -> None:
-        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate_bps / 8)
-        self.last = now
-
-    def reserve(self, n: int) -> float:
-        """Charge n bytes; the seconds to wait before they may leave (0 when the bucket had them)."""
+    def reserve(self, n: int, arrival: float | None = None) -> float:
+        """Charge n bytes that arrived at ``arrival`` (``time.monotonic()``; default now); the
+        seconds to wait before they may leave (0 when the bucket had them)."""
         with self._lock:
-            self._refill(time.monotonic())
-            self.tokens -= n
-            return -self.tokens * 8 / self.rate_bps if self.tokens < 0 else 0.0
+            now = time.monotonic()
+            t = now if arrival is None else min(arrival, now)
+            lead = max(self.tat - t, -self.burst * 8 / self.rate_bps)
+            cost = n * 8 / self.rate_bps
+            self.tat = t + lead + cost
+            return max(0.0, lead + cost - (now - t))
 
-    def take(self, n: int) -> None:
-        wait = self.reserve(n)
+    def take(self, n: int, arrival: float | None = None) -> None:
+        wait = self.reserve(n, arrival)
         if wait > 0:
             time.sleep(wait)
 
@@ -166,6 +175,7 @@ class Relay:
         try:
             while True:
                 data = src.recv(65536)
+                arrived = time.monotonic()
                 if not data:
                     break
                 view = memoryview(data)
@@ -177,7 +187,7 @@ class Relay:
                         size = max(self.mss, bucket.burst)
                         chunk, view = view[:size], view[size:]
                         cost = len(chunk) + math.ceil(len(chunk) / self.mss) * self.overhead
-                        bucket.take(cost)
+                        bucket.take(cost, arrived)  # the chunks of one recv are a backlog
                     dst.sendall(chunk)
                     with self._count_lock:
                         self.bytes[direction] += len(chunk)
