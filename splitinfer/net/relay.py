@@ -12,9 +12,9 @@ would take on a real link (default 0: the rate is a TCP payload rate; the bandwi
 charges 66 bytes, Ethernet + IPv4 + TCP with timestamps, to approximate what tbf counts), and
 leaves when the bucket has paid for it: the bucket may go into debt, so a chunk is held back for
 its own serialization time (store-and-forward); the chunks of one received buffer queue back to
-back, so a relay thread that wakes late costs the link no time. The bucket holds at most ``burst`` bytes; the
-default 0 makes every chunk wait n / rate even after an idle period, as on a real link of that
-rate (tbf needs a bucket of at least one packet; the benchmark empties it before each frame, see
+back, so a relay thread that wakes late costs the link no time. The bucket holds at most
+``burst`` bytes; the default 0 makes every chunk wait n / rate even after an idle period, as on
+a real link of that rate (tbf needs a bucket of at least one packet; the benchmark empties it before each frame, see
 ``splitinfer.bench.bandwidth._Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
 in front of the bucket is unbounded (the kernel socket buffers plus one chunk), like the tbf
 links' large limit.
@@ -175,9 +175,9 @@ class Relay:
         try:
             while True:
                 data = src.recv(65536)
-                arrived = time.monotonic()
                 if not data:
                     break
+                arrived = time.monotonic()
                 view = memoryview(data)
                 while len(view):
                     cost = 0
