@@ -151,6 +151,7 @@ S3 = {k: replace(r, model=SHIP_FULL.get(k, r.model)) for k, r in S3.items()}
 # symbols and logits are the shipped ones). Then low-lr phases with PointNet's point jitter
 # (std 0.01), each followed by a phase without augmentation.
 RECOVERED_AT = "4c15750"  # the commit whose models/ the recoveries rebuild
+TEACHERS_AT = "ac9e329"  # the commit whose models/ the distillation teachers come from (session 7's end)
 JIT = ("--lr", "2e-4", "--jitter", "0.01")
 NOAUG = ("--lr", "1e-4", "--no-augment")
 E2E = ("--lr", "5e-4", "--bf16")
@@ -349,14 +350,15 @@ VIEWS = ("--lr", "5e-4", "--feature-views", "4", "--cosine")  # a head on four a
 
 
 def _two_phase(key: str, size: str, lmbda: float, trunk_key: str, ship: str | None = None,
-               phase: str = "ft") -> dict[str, Recipe]:
-    """Session 3's two-phase head on a frozen trunk, as runs s7/<key>-views and s7/<key>-views-ft:
-    12 epochs on four cached augmented views of every cloud (VIEWS), then 10 on one view without
-    augmentation (HEAD2); ``phase`` ("views" or "ft") is the one that ships as ``ship``."""
-    return {f"{key}-views": Recipe(size, 1024, lmbda, 12, trunk_key, True, flags=VIEWS,
+               phase: str = "ft", session: str = "s7", extra: tuple[str, ...] = ()) -> dict[str, Recipe]:
+    """Session 3's two-phase head on a frozen trunk, as runs <session>/<key>-views and
+    <session>/<key>-views-ft: 12 epochs on four cached augmented views of every cloud (VIEWS), then
+    10 on one view without augmentation (HEAD2), both with the ``extra`` flags; ``phase`` ("views"
+    or "ft") is the one that ships as ``ship``."""
+    return {f"{key}-views": Recipe(size, 1024, lmbda, 12, trunk_key, True, flags=(*VIEWS, *extra),
                                    model=ship if phase == "views" else None),
-            f"{key}-views-ft": Recipe(size, 1024, lmbda, 10, f"s7/{key}-views", True, flags=HEAD2,
-                                      model=ship if phase == "ft" else None)}
+            f"{key}-views-ft": Recipe(size, 1024, lmbda, 10, f"{session}/{key}-views", True,
+                                      flags=(*HEAD2, *extra), model=ship if phase == "ft" else None)}
 
 
 S7: dict[str, Recipe] = {
@@ -397,9 +399,44 @@ S7: dict[str, Recipe] = {
     "full-p1024-l16000-e2e1024-head2": Recipe("full", 1024, 16000, 12, "s7/full-p1024-l16000-e2e1024", True,
                                               flags=HEAD2),
 }
+# session 8: runs/s8/<name>/. Knowledge distillation (splitinfer/training/distill.py): the
+# two-phase heads again, each learning from the soft targets of a model shipped at TEACHERS_AT
+def _kd(teacher: str, at: str = TEACHERS_AT, alpha: float = 0.5, temperature: float = 4.0) -> tuple[str, ...]:
+    """Distillation flags: the teacher is models/<teacher> as of commit ``at``."""
+    return ("--teacher", f"{teacher}@{at}", "--kd-alpha", f"{alpha:g}", "--kd-temperature", f"{temperature:g}")
+
+
+S8: dict[str, Recipe] = {
+    # the lambda-16000 model as the teacher of every rate: its own head (born again, Furlanello et
+    # al. 2018) and the lambda-50 and 45 heads (stopped: the views phases of 50 validated at 64.42
+    # at best, against 55.23, and 45 never ran)
+    **_two_phase("full-p1024-l16000-kd", "full", 16000, "s6/full-p256-l16000-cos2", "full-p1024-l16000",
+                 session="s8", extra=_kd("full-p1024-l16000")),
+    **_two_phase("full-p1024-l50-kd", "full", 50, "s5/full-p256-l50-from40", session="s8",
+                 extra=_kd("full-p1024-l16000")),
+    # born again at every rate: the shipped model of that lambda teaches its successor
+    **_two_phase("full-p1024-l50-ba", "full", 50, "s5/full-p256-l50-from40", session="s8",
+                 extra=_kd("full-p1024-l50")),
+    **_two_phase("full-p1024-l55-ba", "full", 55, "s5/full-p256-l55-from50", session="s8",
+                 extra=_kd("full-p1024-l55")),
+    **_two_phase("full-p1024-l45-ba", "full", 45, "s5/full-p256-l45-cos", session="s8",
+                 extra=_kd("full-p1024-l45")),
+    "from-micro-p1024-l16000": Recipe("micro", 1024, 16000, 0, "s3/micro-p1024-l16000-noaug",
+                                      recover="micro-p1024-l16000"),
+    "micro-l16000-ba": Recipe("micro", 1024, 16000, 20, "s8/from-micro-p1024-l16000",
+                              flags=(*MICRO_NOAUG, *_kd("micro-p1024-l16000")), model="micro-p1024-l16000"),
+    "micro-l100-ba": Recipe("micro", 1024, 100, 20, "s6/micro-l100-noaug-ema",
+                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l100"))),
+    "micro-l90-ba": Recipe("micro", 1024, 90, 20, "s6/micro-l90-noaug-ema",
+                           flags=(*MICRO_NOAUG, *_kd("micro-p1024-l90")), model="micro-p1024-l90"),
+    "micro-l110-ba": Recipe("micro", 1024, 110, 20, "s5/micro-l110-cos-noaug",
+                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l110"))),
+    "micro-l120-ba": Recipe("micro", 1024, 120, 20, "s4/micro-l120-jit-noaug",
+                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l120"))),
+}
 # a model name ships from the latest session whose recipes name it; earlier recipes of that name
 # stay as intermediate runs
-SESSIONS = {"s7": S7, "s6": S6, "s5": S5, "s4": S4, "s3": S3}
+SESSIONS = {"s8": S8, "s7": S7, "s6": S6, "s5": S5, "s4": S4, "s3": S3}
 _shipped: set[str] = set()
 for _tag, _recipes in SESSIONS.items():
     SESSIONS[_tag] = {k: replace(r, model=None if r.model in _shipped else r.model) for k, r in _recipes.items()}
@@ -429,10 +466,22 @@ def train(key: str, data: str | None, threads: int = 1) -> None:
         cmd += ["--warm-start", str(run_dir(r.warm) / "best.pt")]
     if r.frozen:
         cmd += ["--freeze-encoder", "--feature-cache", str(feature_cache(key))]
-    print("$", " ".join(cmd), flush=True)
     # passive OpenMP waits: spinning threads collapse throughput when cores are shared
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        if "--teacher" in cmd:  # NAME@COMMIT: the teacher as committed, not what models/ holds now
+            i = cmd.index("--teacher") + 1
+            cmd[i], commit = cmd[i].split("@")
+            cmd += ["--teacher-models", committed_model(cmd[i], commit, tmp)]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+
+
+def committed_model(name: str, commit: str, into: str) -> str:
+    """Extract models/<name>/1 as of ``commit`` under ``into``; returns that model repository."""
+    subprocess.run(f"git archive {commit} models/{name}/1 | tar -x -C {into}",
+                   shell=True, check=True, cwd=ROOT)
+    return f"{into}/models"
 
 
 def recover(key: str, data: str | None) -> None:
@@ -443,10 +492,8 @@ def recover(key: str, data: str | None) -> None:
         return
     name = RECIPES[key].recover
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(f"git archive {RECOVERED_AT} models/{name}/1 | tar -x -C {tmp}",
-                       shell=True, check=True, cwd=ROOT)
         cmd = [sys.executable, "-m", "splitinfer.cli", "train", "recover", "--model", name,
-               "--models", f"{tmp}/models", "--out", str(out)]
+               "--models", committed_model(name, RECOVERED_AT, tmp), "--out", str(out)]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd + (["--data", data] if data else []), check=True, cwd=ROOT)
 

@@ -13,7 +13,9 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       val_fraction=a.val_fraction, seed=a.seed, warm_start=a.warm_start,
                       freeze_encoder=a.freeze_encoder, feature_cache=a.feature_cache,
                       augment=not a.no_augment, bootstrap=a.bootstrap, jitter=a.jitter,
-                      bf16=a.bf16, cosine=a.cosine, ema=a.ema,
+                      bf16=a.bf16, cosine=a.cosine, ema=a.ema, teacher=a.teacher,
+                      teacher_models=a.teacher_models, kd_alpha=a.kd_alpha,
+                      kd_temperature=a.kd_temperature,
                       bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
                       max_batches=a.max_batches, threads=a.threads)
     train(cfg)
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine lr schedule over --epochs, from --lr to 1%% of it (instead of halving on plateaus)")
     t.add_argument("--ema", type=float, default=0.0,
                    help="validate and keep a moving average of the weights with this per-step decay, e.g. 0.999 (0: off)")
+    t.add_argument("--teacher", help="a shipped model (e.g. full-p1024-l16000) whose soft targets are "
+                                      "distilled into this one (Hinton et al. 2015)")
+    t.add_argument("--teacher-models", default="models", help="the model repository holding --teacher")
+    t.add_argument("--kd-alpha", type=float, default=0.5,
+                   help="with --teacher: weight of the distillation term against the cross-entropy")
+    t.add_argument("--kd-temperature", type=float, default=4.0, help="with --teacher: softmax temperature")
     t.add_argument("--bn-batches", type=int, default=64,
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")
     t.add_argument("--plain", action="store_true",

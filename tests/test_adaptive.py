@@ -198,7 +198,9 @@ def test_candidates_from_the_repository(tmp_path):
 
 def test_stream_cli_with_a_latency_budget(tmp_path):
     """`splitinfer stream --family micro --latency-budget MS`: every frame answered, each with a
-    model of the family, the decisions written to the JSON."""
+    model of the family, the decisions written to the JSON and each one following its own
+    predictions. How many frames meet the budget depends on the machine's load, so it is
+    checked against the frames' latencies, not against a threshold (speed is the benchmark's)."""
     from service_utils import SAMPLE, start_server
 
     from edge_client.cli import main
@@ -215,7 +217,18 @@ def test_stream_cli_with_a_latency_budget(tmp_path):
         rec = json.loads(out.read_text())
         assert len(rec["frames"]) == 24 and all(f["error"] is None for f in rec["frames"])
         assert {f["model"] for f in rec["frames"]} <= set(fam)
-        assert len(rec["adaptive"]["decisions"]) == 24 and rec["adaptive"]["within_budget"] > 0.9
+        ad = rec["adaptive"]
+        assert len(ad["decisions"]) == 24
+        within = [f["latency_ms"] <= 100 for f in rec["frames"]]
+        assert ad["within_budget"] == pytest.approx(sum(within) / len(within))
+        for d in ad["decisions"]:
+            preds = d["predicted_ms"]
+            if d["pace_ms_per_kb"] is None:  # before the first answer: the smallest frames
+                continue
+            if d["feasible"]:  # a model predicted inside the margin (0.8 of the budget, less hysteresis)
+                assert preds[d["model"]] <= 0.8 * 100 + 1e-3
+            else:  # none fits: the fastest
+                assert preds[d["model"]] == pytest.approx(min(preds.values()), abs=2e-3)
         assert rec["summary"]["latency_ms_p50"] > 0
         assert main(["--server", srv.address, "--latency-budget", "100", str(SAMPLE)]) == 2   # no family
     finally:

@@ -4,6 +4,8 @@ import json
 import runpy
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = runpy.run_path(str(ROOT / "scripts" / "build_pointcloud_models.py"), run_name="recipes")["RECIPES"]
 
@@ -37,3 +39,18 @@ def test_every_recovery_rebuilds_a_model_of_its_own_size_points_and_lambda():
         assert r.recover.startswith(f"{r.size}-p{r.points}-l{r.lmbda:g}"), key
         w = RECIPES[r.warm]
         assert (w.size, w.points, w.lmbda) == (r.size, r.points, r.lmbda), key
+
+
+def test_every_distillation_teacher_is_a_model_pinned_to_a_commit_that_holds_it():
+    """`--teacher NAME@COMMIT`: the build script distils from models/NAME as of COMMIT, so a
+    rebuild learns from the same teacher after NAME itself has been retrained."""
+    import subprocess
+    teachers = {r.flags[r.flags.index("--teacher") + 1] for r in RECIPES.values() if "--teacher" in r.flags}
+    assert teachers
+    for t in teachers:
+        name, commit = t.split("@")
+        found = subprocess.run(["git", "cat-file", "-e", f"{commit}:models/{name}/1/config.json"],
+                               cwd=ROOT, capture_output=True)
+        if found.returncode and b"Not a valid object" in found.stderr:
+            pytest.skip(f"commit {commit} not in this clone (shallow?)")
+        assert found.returncode == 0, f"{t}: no models/{name}/1 at {commit}"

@@ -162,3 +162,39 @@ def test_recovered_checkpoint_reproduces_the_exported_model(tmp_path, sample):
     assert float((train_mode - eval_mode).abs().max()) < 0.05 * float(eval_mode.abs().max())
     # a refit on 120 clouds lands near the shipped tables' rate (test set, 2,468 clouds)
     assert abs(r["estimated_bits"] - cfg.metrics["estimated_bits_mean"]) < 8
+
+
+def test_distillation_loss_is_zero_for_the_teacher_and_the_scaled_kl_otherwise():
+    from splitinfer.training.distill import distillation_loss
+    rng = np.random.default_rng(0)
+    teacher = torch.from_numpy(rng.normal(0, 3, (5, 40)).astype(np.float32))
+    student = torch.from_numpy(rng.normal(0, 3, (5, 40)).astype(np.float32))
+    assert float(distillation_loss(teacher, teacher, 4.0)) == pytest.approx(0.0, abs=1e-5)
+    p = torch.softmax(teacher / 4, 1).numpy()
+    q = torch.softmax(student / 4, 1).numpy()
+    kl = (p * np.log(p / q)).sum(1).mean()
+    assert float(distillation_loss(student, teacher, 4.0)) == pytest.approx(16 * kl, rel=1e-4)
+
+
+def test_teacher_logits_are_the_served_models_logits(sample):
+    """The teacher runs as served: the logits of the bytes the edge would send, decoded."""
+    from splitinfer.repository import ModelRepository
+    from splitinfer.training.distill import teacher_logits
+    clouds = sample["points"][:24]
+    got = teacher_logits("micro-p1024-l16000", clouds, batch=10)
+    model = ModelRepository().load("micro-p1024-l16000")
+    served = np.stack([model.classify(model.decode(model.encode(c))[None])[0] for c in clouds])
+    np.testing.assert_allclose(got, served, rtol=1e-5, atol=1e-5)
+
+
+def test_distilled_run_trains_on_soft_targets_and_validates_on_labels(tiny_modelnet, tmp_path):
+    cfg = TrainConfig(size="micro", points=64, lmbda=100, data=str(tiny_modelnet),
+                      out=str(tmp_path / "run"), epochs=1, batch_size=16, val_fraction=0.25,
+                      threads=1, max_batches=3, bn_batches=1, teacher="micro-p1024-l16000",
+                      kd_alpha=1.0)
+    t = Trainer(cfg)
+    assert t.teacher.shape == (len(t.train_labels), 40)
+    rec = t.fit()
+    # alpha 1: the training loss is bits + lambda * KL, not bits + lambda * CE
+    assert rec["loss"] != pytest.approx(rec["bits"] + 100 * rec["ce"], rel=1e-3)
+    assert rec["val_loss"] == pytest.approx(rec["val_bits"] + 100 * rec["val_ce"], rel=1e-6)

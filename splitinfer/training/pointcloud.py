@@ -8,7 +8,8 @@ Two modes share one loop:
 
 Every epoch is logged to ``log.jsonl``; ``last.pt`` allows resuming; ``best.pt`` holds the best
 validation loss; the wall time is accumulated across resumes. With ``ema`` the weights that are
-validated and kept in ``best.pt`` are an exponential moving average of the trained ones.
+validated and kept in ``best.pt`` are an exponential moving average of the trained ones. With
+``teacher`` part of the cross-entropy gives way to distillation from a shipped model (distill.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
 from ..pointcloud.preprocess import normalize
+from .distill import distillation_loss, teacher_logits
 from .loop import cosine_lr, optimizer_step, start_run
 
 
@@ -55,6 +57,10 @@ class TrainConfig:
     bf16: bool = False  # trunk forward/backward in bfloat16 autocast (about 2x faster on CPU)
     cosine: bool = False  # lr follows a cosine from ``lr`` to 1% of it over ``epochs`` (no plateau rule)
     ema: float = 0.0  # per-step decay of a moving average of the weights, validated and saved (0: off)
+    teacher: str | None = None  # a shipped model whose soft targets are distilled (see distill.py)
+    teacher_models: str = "models"  # the model repository that holds ``teacher``
+    kd_alpha: float = 0.5  # weight of the distillation term against the hard-label cross-entropy
+    kd_temperature: float = 4.0
     max_batches: int | None = None  # cap per epoch (smoke tests)
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -111,10 +117,16 @@ class Trainer:
         self.opt = torch.optim.Adam(main, lr=cfg.lr)
         self.aux_opt = torch.optim.Adam([eb.quantiles], lr=cfg.aux_lr)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=0.5, patience=5)
-        self.epoch, self.best, self.stale, self.wall = 0, math.inf, 0, 0.0
+        self.epoch, self.best, self.stale = 0, math.inf, 0
         self.features = None
         self.val_features = None
         self.ema = WeightAverage(self.model, trained, cfg.ema) if cfg.ema else None
+        self.teacher = None  # logits (N, classes) of the distilled model for every training cloud
+        t0 = time.time()
+        if cfg.teacher:
+            self.teacher = torch.from_numpy(teacher_logits(cfg.teacher, self.train_points,
+                                                           cfg.teacher_models, threads=cfg.threads))
+        self.wall = time.time() - t0  # the teacher's logits count once, in the first start's wall
         if (self.out / "last.pt").exists():
             self._resume(self.out / "last.pt")
 
@@ -146,11 +158,14 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------
     def _cache_features(self) -> None:
-        """Frozen trunk: max-pooled features of ``feature_views`` random subsets of every cloud."""
+        """Frozen trunk: max-pooled features of ``feature_views`` random subsets of every cloud.
+        Building the cache counts in the wall time of the run that builds it (not of those that
+        load it)."""
         cache = Path(self.cfg.feature_cache) if self.cfg.feature_cache else None
         if cache and cache.exists():
             self.features = torch.load(cache)
             return
+        t0 = time.time()
         enc = self.model.encoder.eval()
         views = []
         with torch.no_grad():
@@ -162,6 +177,7 @@ class Trainer:
         self.features = views
         if cache:
             torch.save(views, cache)
+        self.wall += time.time() - t0
 
     def _sample(self, clouds: np.ndarray) -> np.ndarray:
         """This epoch's training view of ``clouds``: subset and augmentation as configured."""
@@ -169,8 +185,9 @@ class Trainer:
         return _subset(clouds, c.points, self.rng, c.augment, c.bootstrap, c.jitter)
 
     def _batches(self, limit: int | None = None):
-        """One epoch of (x, labels) batches in a fresh random order. With ``limit`` (at most that
-        many batches) only the clouds those batches use are sampled."""
+        """One epoch of (x, clouds) batches in a fresh random order, ``clouds`` being the indices
+        into the training clouds. With ``limit`` (at most that many batches) only the clouds those
+        batches use are sampled."""
         n, bs = len(self.train_labels), self.cfg.batch_size
         order = self.rng.permutation(n)
         batches = min([n // bs] + [c for c in (self.cfg.max_batches, limit) if c])
@@ -185,7 +202,7 @@ class Trainer:
             rows = order
         for k in range(batches):
             batch = slice(k * bs, (k + 1) * bs)
-            yield source[rows[batch]], torch.from_numpy(self.train_labels[order[batch]])
+            yield source[rows[batch]], order[batch]
 
     def _forward(self, x: torch.Tensor, bf16: bool | None = None) -> dict:
         """Points through the whole model, or cached trunk features through its head.
@@ -256,9 +273,12 @@ class Trainer:
             steps = min(steps, self.cfg.max_batches)
         bar = tqdm(self._batches(), total=steps, desc=f"epoch {self.epoch + 1}", leave=False,
                    disable=None, mininterval=2)
-        for x, labels in bar:
+        for x, clouds in bar:
             out = self._forward(x)
-            loss, rate, ce = self.model.loss(out, labels, self.cfg.lmbda)
+            loss, rate, ce = self.model.loss(out, torch.from_numpy(self.train_labels[clouds]), self.cfg.lmbda)
+            if self.teacher is not None:
+                kd = distillation_loss(out["logits"], self.teacher[clouds], self.cfg.kd_temperature)
+                loss = rate + self.cfg.lmbda * ((1 - self.cfg.kd_alpha) * ce + self.cfg.kd_alpha * kd)
             aux = optimizer_step(loss, self.model, self.opt, self.aux_opt)
             if self.ema:
                 self.ema.update(self.model)
