@@ -410,8 +410,8 @@ S8: dict[str, Recipe] = {
     # the lambda-16000 model as the teacher of every rate: its own head (born again, Furlanello et
     # al. 2018) and the lambda-50 and 45 heads (stopped: the views phases of 50 validated at 64.42
     # at best, against 55.23, and 45 never ran)
-    **_two_phase("full-p1024-l16000-kd", "full", 16000, "s6/full-p256-l16000-cos2", "full-p1024-l16000",
-                 session="s8", extra=_kd("full-p1024-l16000")),
+    **_two_phase("full-p1024-l16000-kd", "full", 16000, "s6/full-p256-l16000-cos2", session="s8",
+                 extra=_kd("full-p1024-l16000")),
     **_two_phase("full-p1024-l50-kd", "full", 50, "s5/full-p256-l50-from40", session="s8",
                  extra=_kd("full-p1024-l16000")),
     # born again at every rate: the shipped model of that lambda teaches its successor
@@ -429,10 +429,22 @@ S8: dict[str, Recipe] = {
                             flags=(*MICRO_NOAUG, *_kd("micro-p1024-l100"))),
     "micro-l90-ba": Recipe("micro", 1024, 90, 20, "s6/micro-l90-noaug-ema",
                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l90")), model="micro-p1024-l90"),
+    # a second generation from the born-again lambda-16000 model, and lambda 4000 taught by it
+    **_two_phase("full-p1024-l16000-ba2", "full", 16000, "s6/full-p256-l16000-cos2", "full-p1024-l16000",
+                 session="s8", extra=_kd("full-p1024-l16000", at="a8a8367")),
+    **_two_phase("full-p1024-l4000-kd", "full", 4000, "s6/full-p256-l16000-cos2", "full-p1024-l4000",
+                 session="s8", extra=_kd("full-p1024-l16000", at="a8a8367")),
+    # a lighter touch at lambda 50: only the one-view phase, alpha 0.2 at temperature 2
+    "full-p1024-l50-kd-light": Recipe("full", 1024, 50, 10, "s7/full-p1024-l50-views", True,
+                                      flags=(*HEAD2, *_kd("full-p1024-l50", alpha=0.2, temperature=2))),
+    "from-lite-p1024-l16000": Recipe("lite", 1024, 16000, 0, "s3/lite-p1024-l16000-noaug",
+                                     recover="lite-p1024-l16000"),
+    "lite-l16000-ba": Recipe("lite", 1024, 16000, 20, "s8/from-lite-p1024-l16000",
+                             flags=(*MICRO_NOAUG, *_kd("lite-p1024-l16000")), model="lite-p1024-l16000"),
     "micro-l110-ba": Recipe("micro", 1024, 110, 20, "s5/micro-l110-cos-noaug",
                             flags=(*MICRO_NOAUG, *_kd("micro-p1024-l110"))),
     "micro-l120-ba": Recipe("micro", 1024, 120, 20, "s4/micro-l120-jit-noaug",
-                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l120"))),
+                            flags=(*MICRO_NOAUG, *_kd("micro-p1024-l120")), model="micro-p1024-l120"),
 }
 # a model name ships from the latest session whose recipes name it; earlier recipes of that name
 # stay as intermediate runs
