@@ -4,10 +4,14 @@ network") for the point-cloud codec: a shipped model of the repository is the te
 The teacher runs torch-free, exactly as served (ONNX encoder, integer y_hat, ONNX classifier), on
 the evaluation view of every training cloud, once per run. The student then learns from
 ``(1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T)`` in place of the plain
-cross-entropy, where ``_T`` are the softmax probabilities of the logits divided by ``T``. The
-soft targets say which classes a cloud resembles (a desk resembles a table), which is what a
-rate-limited latent has to spend its few bits on. Validation keeps the hard-label loss, so
-distilled and plain models are selected on one scale.
+cross-entropy, where ``_T`` are the softmax probabilities of the logits divided by ``T``: the
+soft targets say which classes a cloud resembles (a desk resembles a table). Validation keeps the
+hard-label loss, so distilled and plain models are selected on one scale.
+
+Measured on ModelNet40 (README, session 8): with the model it replaces as the teacher ("born
+again", Furlanello et al. 2018) the student validated better at every high rate. At about 30 bits
+it validated worse: the teacher's logits on clouds it was trained on are more confident than a
+30-bit latent can be, and the student's cross-entropy rose.
 """
 from __future__ import annotations
 
