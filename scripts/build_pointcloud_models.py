@@ -426,6 +426,13 @@ S8: dict[str, Recipe] = {
                  session="s8", extra=_kd("full-p1024-l16000", at="a8a8367")),
     **_two_phase("full-p1024-l4000-kd", "full", 4000, "s6/full-p256-l16000-cos2", "full-p1024-l4000",
                  session="s8", extra=_kd("full-p1024-l16000", at="a8a8367")),
+    # lambda 1000 and 320 from the distilled 4000 head, moving their rate far (HEAD_FAR): 1000
+    # 874.29 at 514.4 bits against 922.14 at 453.9 (ships); 320 438.47 at 319.5 bits against 329.35
+    "full-p1024-l1000-kd": Recipe("full", 1024, 1000, 30, "s8/full-p1024-l4000-kd-views-ft", True,
+                                  flags=(*HEAD_FAR, *_kd("full-p1024-l16000", at="a8a8367")),
+                                  model="full-p1024-l1000"),
+    "full-p1024-l320-kd": Recipe("full", 1024, 320, 30, "s8/full-p1024-l1000-kd", True,
+                                 flags=(*HEAD_FAR, *_kd("full-p1024-l16000", at="a8a8367"))),
     **_two_phase("full-p1024-l50-kd", "full", 50, "s5/full-p256-l50-from40", session="s8",
                  extra=_kd("full-p1024-l16000")),
     **_two_phase("full-p1024-l50-ba", "full", 50, "s5/full-p256-l50-from40", session="s8",
