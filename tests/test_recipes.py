@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = runpy.run_path(str(ROOT / "scripts" / "build_pointcloud_models.py"), run_name="recipes")["RECIPES"]
+BUILD = runpy.run_path(str(ROOT / "scripts" / "build_pointcloud_models.py"), run_name="recipes")
+RECIPES = BUILD["RECIPES"]
 
 
 def test_every_warm_start_and_frozen_trunk_is_a_recipe():
@@ -54,3 +55,12 @@ def test_every_distillation_teacher_is_a_model_pinned_to_a_commit_that_holds_it(
         if found.returncode and b"Not a valid object" in found.stderr:
             pytest.skip(f"commit {commit} not in this clone (shallow?)")
         assert found.returncode == 0, f"{t}: no models/{name}/1 at {commit}"
+
+
+def test_every_shipped_config_records_its_recipe_chain():
+    """Each point-cloud model's config.json says how it was made: its recipe and the chain of warm
+    starts before it, exactly as the build script describes them."""
+    for key, r in RECIPES.items():
+        if r.model:
+            cfg = json.loads((ROOT / "models" / r.model / "1" / "config.json").read_text())
+            assert cfg["training"]["recipe"] == BUILD["recipe_text"](key), r.model
