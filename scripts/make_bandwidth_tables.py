@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Markdown tables of one `splitinfer bench bandwidth` result: p50 / p95 ms per pipeline and link
-rate for every device slowdown K, and the crossovers (the rates where two pipelines swap places).
+rate for every device slowdown K, and the crossovers (the rates where two pipelines swap places,
+as ``splitinfer.bench.bandwidth.crossover_table`` found them). The bench's own ``report()`` prints
+the same figures as plain text.
 
 usage: python scripts/make_bandwidth_tables.py results/bandwidth/bandwidth_short.json
 """
@@ -8,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def latency_tables(result: dict) -> str:
+def latency_markdown(result: dict) -> str:
     rates = [f"{float(b):g}" for b in result["bandwidths"]]
     out = []
     for k in result["p50"]:
@@ -33,7 +36,7 @@ def latency_tables(result: dict) -> str:
     return "\n".join(out)
 
 
-def crossover_table(result: dict) -> str:
+def crossover_markdown(result: dict) -> str:
     out = ["| K | pipeline a | pipeline b | crossovers (Mbit/s) | faster at the lowest rate |",
            "|---|---|---|---|---|"]
     for c in result["crossovers"]:
@@ -45,9 +48,9 @@ def crossover_table(result: dict) -> str:
 
 
 def main() -> int:
-    result = json.load(open(sys.argv[1]))
-    print(latency_tables(result))
-    print(crossover_table(result))
+    result = json.loads(Path(sys.argv[1]).read_text())
+    print(latency_markdown(result))
+    print(crossover_markdown(result))
     return 0
 
 

@@ -193,8 +193,8 @@ def test_distilled_run_trains_on_soft_targets_and_validates_on_labels(tiny_model
                       threads=1, max_batches=3, bn_batches=1, teacher="micro-p1024-l16000",
                       kd_alpha=1.0)
     t = Trainer(cfg)
-    assert t.teacher.shape == (len(t.train_labels), 40)
     rec = t.fit()
+    assert t.teacher.shape == (len(t.train_labels), 40)
     # alpha 1: the training loss is bits + lambda * KL, not bits + lambda * CE
     assert rec["loss"] != pytest.approx(rec["bits"] + 100 * rec["ce"], rel=1e-3)
     assert rec["val_loss"] == pytest.approx(rec["val_bits"] + 100 * rec["val_ce"], rel=1e-6)

@@ -14,8 +14,8 @@ leaves when the bucket has paid for it: the bucket may go into debt, so a chunk 
 its own serialization time (store-and-forward); the chunks of one received buffer queue back to
 back, so a relay thread that wakes late costs the link no time. The bucket holds at most
 ``burst`` bytes; the default 0 makes every chunk wait n / rate even after an idle period, as on
-a real link of that rate (tbf needs a bucket of at least one packet; the benchmark empties it before each frame, see
-``splitinfer.bench.bandwidth._Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
+a real link of that rate (tbf needs a bucket of at least one packet; the benchmark empties it
+before each frame, see ``splitinfer.bench.bandwidth._Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
 in front of the bucket is unbounded (the kernel socket buffers plus one chunk), like the tbf
 links' large limit.
 
@@ -58,7 +58,7 @@ class TokenBucket:
             self.rate_bps = float(rate_bps)
             if not self._fixed_burst:
                 self.burst = tbf_burst_bytes(rate_bps)
-            self.tat = now - min(held, float(self.burst)) * 8 / self.rate_bps
+            self.tat = now - min(held, float(self.burst)) * 8 / self.rate_bps  # the new burst caps it
 
     def reserve(self, n: int, arrival: float | None = None) -> float:
         """Charge n bytes that arrived at ``arrival`` (``time.monotonic()``; default now); the

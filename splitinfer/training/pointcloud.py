@@ -121,12 +121,8 @@ class Trainer:
         self.features = None
         self.val_features = None
         self.ema = WeightAverage(self.model, trained, cfg.ema) if cfg.ema else None
-        self.teacher = None  # logits (N, classes) of the distilled model for every training cloud
-        t0 = time.time()
-        if cfg.teacher:
-            self.teacher = torch.from_numpy(teacher_logits(cfg.teacher, self.train_points,
-                                                           cfg.teacher_models, threads=cfg.threads))
-        self.wall = time.time() - t0  # the teacher's logits count once, in the first start's wall
+        self.wall = 0.0
+        self.teacher = None  # with cfg.teacher: its logits (N, classes) for every training cloud
         if (self.out / "last.pt").exists():
             self._resume(self.out / "last.pt")
 
@@ -292,9 +288,19 @@ class Trainer:
         """The cosine schedule per epoch, from ``lr`` at the first down to ``lr / 100`` at the last."""
         return cosine_lr(epoch / max(self.cfg.epochs - 1, 1), self.cfg.lr, self.cfg.lr / 100)
 
+    def _load_teacher(self) -> None:
+        """The teacher's logits, computed when there are epochs to train (not for a finished run
+        that is only resumed); the time counts in the wall."""
+        t0 = time.time()
+        self.teacher = torch.from_numpy(teacher_logits(self.cfg.teacher, self.train_points,
+                                                       self.cfg.teacher_models, threads=self.cfg.threads))
+        self.wall += time.time() - t0
+
     def fit(self) -> dict:
         if self.cfg.freeze_encoder:
             self._cache_features()
+        if self.cfg.teacher and self.teacher is None and self.epoch < self.cfg.epochs:
+            self._load_teacher()
         log = open(self.out / "log.jsonl", "a")
         record: dict = {}
         while self.epoch < self.cfg.epochs and self.stale < self.cfg.patience:
