@@ -4,6 +4,7 @@ Torch-free: configs are JSON, models are ONNX graphs and CDF tables.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,17 @@ class ModelConfig:
             return self.raw[key]
         except KeyError:
             raise AttributeError(key) from None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The model's identity: sha256 (64 hex digits) over the recorded sha256 of every artifact
+        file, its classes, input size and preprocessing. Computed from the config alone, so an
+        edge that holds only the encoder half has it too; ``ModelRepository.verify`` checks the
+        files against the recorded sha256 values. Edge and server compare digests per stream."""
+        manifest = {"task": self.task, "files": dict(sorted(self.raw.get("sha256", {}).items())),
+                    "classes": self.raw.get("classes"), "points": self.raw.get("points"),
+                    "preprocess": self.raw.get("preprocess")}
+        return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
     def summary(self) -> dict[str, Any]:
         m = self.raw.get("metrics", {})

@@ -44,6 +44,15 @@ class PointCloudModel:
         return Container(model_id=self.name, kind=PayloadKind.POINTCLOUD_LATENT,
                          shape=(self.channels,), payloads=(payload,)).pack()
 
+    def encode_latent(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
+        """Raw cloud (N, 3) -> the range-coded y_hat alone (no container): a stream frame's bytes."""
+        x = preprocess(cloud, self.points, seed, name=name)[None]
+        return encode(np.asarray(self.encode_symbols(x)[0], np.int32), self.tables)
+
+    def decode_latent(self, payload: bytes) -> np.ndarray:
+        """Range-coded y_hat bytes (no container) -> y_hat (C,) int32; raises a BitstreamError."""
+        return decode(payload, self.tables)
+
     def encode(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> container bytes: preprocess, ONNX encoder, range coding."""
         x = preprocess(cloud, self.points, seed, name=name)[None]
