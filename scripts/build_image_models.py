@@ -14,6 +14,7 @@ usage: python scripts/build_image_models.py [--data DIR] [--only q1 ...] [--no-t
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,21 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs"
 
-# quality: (lambda, warm start quality or None, stages [(learning rate, train up to epoch)])
-# One epoch = 200 steps of 8 random 128x128 crops. The stages are the schedule the shipped
-# models had on this 2-core CPU: 3e-4 first, 1e-3 once the rate had settled, then a decay.
-# Three low-rate qualities (lambda as CompressAI's q1-q3): on ~7,000 CPU steps the codec is
-# still far from converged, and at higher rates it would lose to JPEG (see the README).
-RECIPES: dict[str, tuple] = {
-    "q1": (0.0018, None, [(3e-4, 10), (1e-3, 30), (1e-4, 36)]),
-    "q2": (0.0035, "q3", [(1e-3, 6), (1e-4, 12)]),  # 1e-3 diverged in epoch 7 (NaN)
-    "q3": (0.0067, None, [(3e-4, 10), (1e-3, 30), (1e-4, 36)]),
-}
+RECIPES = json.loads((ROOT / "scripts" / "recipes" / "image.json").read_text())
+QUALITIES: dict[str, dict] = RECIPES["qualities"]  # in build order: q2 warm-starts from q3
 
 
 def train(q: str, data: str | None, threads: int = 1) -> None:
-    lmbda, warm, stages = RECIPES[q]
-    for lr, epochs in stages:
+    r = QUALITIES[q]
+    lmbda, warm = r["lmbda"], r["warm"]
+    for stage in r["stages"]:
+        lr, epochs = stage["lr"], stage["until_epoch"]
         cmd = [sys.executable, "-m", "splitinfer.cli", "train", "image", "--lmbda", str(lmbda),
                "--out", str(RUNS / f"image-{q}"), "--epochs", str(epochs), "--lr", str(lr),
                "--threads", str(threads)]
@@ -46,28 +41,47 @@ def train(q: str, data: str | None, threads: int = 1) -> None:
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def training_section(q: str, previous: dict) -> dict:
+    """The structured ``training`` section of image-factorized-<q>: the recipe plus what the
+    export measured (epochs, steps, wall time)."""
+    r = QUALITIES[q]
+    section = {"data": previous.get("data"),
+               "warm_start": f"image-factorized-{r['warm']}@1" if r["warm"] else None,
+               "schedule": r["stages"]}
+    section.update({k: previous[k] for k in ("epochs", "steps", "batch_size", "wall_time_s", "torch")
+                    if k in previous})
+    if r.get("note"):
+        section["note"] = r["note"]
+    section["build"] = f"python scripts/build_image_models.py --only {q}"
+    return section
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="BSDS500 folder (default ../shared/datasets/bsds500)")
-    ap.add_argument("--only", nargs="*", choices=list(RECIPES), default=["q1", "q3", "q2"])
+    ap.add_argument("--only", nargs="*", choices=list(QUALITIES), default=list(QUALITIES),
+                    help="qualities to build (default: all, in order)")
     ap.add_argument("--no-train", action="store_true", help="export the existing checkpoints")
-    ap.add_argument("--no-adaptive", action="store_true")
-    ap.add_argument("--models", default=str(ROOT / "models"))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-adaptive", action="store_true", help="skip the adaptive entropy bottleneck")
+    ap.add_argument("--models", default=str(ROOT / "models"), help="model repository to export into")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     a = ap.parse_args()
     from splitinfer.training.export_image import export_image
     for q in a.only:
         if not a.no_train:
             train(q, a.data, a.threads)
         ckpt = RUNS / f"image-{q}" / "best.pt"
-        lr_stages = ", ".join(f"lr {lr:g} to epoch {e}" for lr, e in RECIPES[q][2])
+        lr_stages = ", ".join(f"lr {s['lr']:g} to epoch {s['until_epoch']}" for s in QUALITIES[q]["stages"])
         folder = export_image(ckpt, f"image-factorized-{q}", int(q[1:]), a.models,
-                              recipe=f"scripts/build_image_models.py {q}: {lr_stages}")
+                              recipe=f"scripts/build_image_models.py --only {q}: {lr_stages}")
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["training"] = training_section(q, cfg["training"])
+        (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
         print(folder)
         if not a.no_adaptive:
             from splitinfer.training.adaptive import build_adaptive
             build_adaptive(int(q[1:]), ckpt, folder, runs=RUNS / "final", data=a.data,
-                           threads=a.threads, epochs=12, steps=250)
+                           threads=a.threads, **RECIPES["adaptive"])
 
 
 if __name__ == "__main__":
