@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from . import __version__
+
+ENVIRONMENT = """environment variables:
+  SPLITINFER_MODELS                     model repository (default: ./models); --models overrides
+  SPLITINFER_HOST, SPLITINFER_PORT      serve: address to listen on (default 127.0.0.1:50051)
+  SPLITINFER_SERVER                     stream: the server's host:port (default 127.0.0.1:50051)
+  SPLITINFER_TOKEN                      serve: an accepted bearer token; stream: the token to send
+  SPLITINFER_SIDECAR_MAX_UPLOAD_BYTES   sidecar workers: largest upload (set from --max-upload-mb)
+  SPLITINFER_SIDECAR_MAX_PIXELS         sidecar workers: largest image (set from --max-pixels)
+  SPLITINFER_SIDECAR_CONCURRENCY        sidecar workers: codec calls at a time
+"""
 
 
 def _train_pointcloud(a: argparse.Namespace) -> int:
@@ -65,43 +78,65 @@ def _eval_pointcloud(a: argparse.Namespace) -> int:
     return 0
 
 
+def format_table(rows: list[dict], cols: list[str]) -> str:
+    """Rows as an aligned text table: text left-aligned, numbers right-aligned, floats with at
+    most three decimals, missing values as '-'."""
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.3f}".rstrip("0").rstrip(".")
+        return "-" if v is None else str(v)
+    cells = [[cell(r.get(c)) for c in cols] for r in rows]
+    numeric = [all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in cols]
+    width = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, width, numeric)).rstrip()
+    return "\n".join([line(cols), line(["-" * w for w in width])] + [line(row) for row in cells])
+
+
 def _models_list(a: argparse.Namespace) -> int:
     import json
     from .repository import ModelRepository
-    rows = [c.summary() for c in ModelRepository(a.models).list()]
+    repo = ModelRepository(a.models)
+    rows = [c.summary() for c in repo.list()]
+    if not rows:
+        raise UserError(f"no models in {repo.root}", "pass --models DIR (or set SPLITINFER_MODELS) to a "
+                        "folder of <name>/<version>/config.json")
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
-    cols = ["name", "version", "task", "size", "points", "lambda", "test_accuracy", "bits_mean"]
-    print("  ".join(f"{c:>14}" for c in cols))
-    for r in rows:
-        print("  ".join(f"{(f'{r[c]:.3f}' if isinstance(r[c], float) else str(r[c])):>14}" for c in cols))
+    print(format_table(rows, ["name", "version", "task", "size", "points", "lambda", "test_accuracy",
+                              "bits_mean"]))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="splitinfer", description=__doc__)
+    p = argparse.ArgumentParser(prog="splitinfer", description=__doc__, epilog=ENVIRONMENT,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"splitinfer {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a model (needs torch)").add_subparsers(dest="task", required=True)
     t = tr.add_parser("pointcloud", help="train a point-cloud codec on ModelNet40")
-    t.add_argument("--size", choices=["full", "lite", "micro"], required=True)
-    t.add_argument("--points", type=int, default=1024)
+    t.add_argument("--size", choices=["full", "lite", "micro"], required=True, help="encoder size")
+    t.add_argument("--points", type=int, default=1024, help="points P sampled per cloud (default 1024)")
     t.add_argument("--lmbda", type=float, required=True, help="weight of cross-entropy vs bits")
     t.add_argument("--data", help="ModelNet40 folder (default ../shared/datasets/modelnet40)")
     t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
-    t.add_argument("--epochs", type=int, default=500)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--epochs", type=int, default=500, help="most epochs to train (default 500)")
+    t.add_argument("--batch-size", type=int, default=32, help="clouds per batch (default 32)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     t.add_argument("--patience", type=int, default=15, help="early stopping patience (epochs)")
-    t.add_argument("--val-fraction", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=float, default=0.1,
+                   help="stratified share of the training set held out for validation (default 0.1)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and init (default 0)")
     t.add_argument("--warm-start", help="checkpoint to initialise from (another model)")
     t.add_argument("--freeze-encoder", action="store_true", help="train gain, entropy model and classifier only")
     t.add_argument("--feature-cache", help="with --freeze-encoder: cache of pooled trunk features")
     t.add_argument("--feature-views", type=int, default=4,
                    help="with --freeze-encoder: augmented views of every cloud in the cache")
-    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--no-augment", action="store_true",
+                   help="no augmentation (the clouds as the edge sends them; for a last low-lr phase)")
     t.add_argument("--bootstrap", action="store_true",
                    help="draw each epoch's training points with replacement (point-sampling augmentation)")
     t.add_argument("--jitter", type=float, default=0.0,
@@ -122,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plain", action="store_true",
                    help="uncompressed PointNet (no quantization, no rate): the input-compression baselines' classifier")
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
-    t.add_argument("--threads", type=int)
+    t.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     t.set_defaults(func=_train_pointcloud)
     t = tr.add_parser("recover", help="rebuild a torch checkpoint from an exported point-cloud "
                                       "model (a warm start when its run folder is gone)")
     t.add_argument("--model", required=True, help="model repository name")
-    t.add_argument("--models", default="models")
+    t.add_argument("--models", default="models", help="model repository (default: models)")
     t.add_argument("--data", help="ModelNet40 folder (default ../shared/datasets/modelnet40)")
     t.add_argument("--out", required=True, help="checkpoint to write (e.g. runs/x/best.pt)")
     t.add_argument("--clouds", type=int, default=4096,
@@ -140,46 +175,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--M", type=int, default=96, help="channels of the latent y")
     t.add_argument("--data", help="BSDS500 folder (default ../shared/datasets/bsds500)")
     t.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     t.add_argument("--steps", type=int, default=200, help="optimizer steps per epoch")
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--patch", type=int, default=128)
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=int, default=8, help="crops per batch (default 8)")
+    t.add_argument("--patch", type=int, default=128, help="crop size in pixels (default 128)")
+    t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the crops and init (default 0)")
     t.add_argument("--warm-start", help="checkpoint to initialise from (another quality)")
-    t.add_argument("--threads", type=int)
+    t.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     t.set_defaults(func=_train_image)
 
     ex = sub.add_parser("export", help="export a trained model to the repository (needs torch)")
     ex_sub = ex.add_subparsers(dest="task", required=True)
-    e = ex_sub.add_parser("pointcloud")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--name", required=True)
-    e.add_argument("--version", type=int, default=1)
-    e.add_argument("--models", default="models")
+    e = ex_sub.add_parser("pointcloud", help="encoder.onnx, classifier.onnx, tables.npz, config.json")
+    e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
+    e.add_argument("--name", required=True, help="model name, e.g. micro-p1024-l1000")
+    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_pointcloud)
-    e = ex_sub.add_parser("image")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--name", required=True)
-    e.add_argument("--quality", type=int, required=True)
-    e.add_argument("--version", type=int, default=1)
-    e.add_argument("--models", default="models")
+    e = ex_sub.add_parser("image", help="g_a.onnx, g_s.onnx, tables.npz, config.json")
+    e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
+    e.add_argument("--name", required=True, help="model name, e.g. image-factorized-q3")
+    e.add_argument("--quality", type=int, required=True, help="quality index recorded in the config")
+    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_image)
 
     ev = sub.add_parser("eval", help="evaluate on real bitstreams (torch-free)")
-    e = ev.add_subparsers(dest="task", required=True).add_parser("pointcloud")
-    e.add_argument("--model", required=True)
+    e = ev.add_subparsers(dest="task", required=True).add_parser(
+        "pointcloud", help="accuracy, real bits and times of a point-cloud model")
+    e.add_argument("--model", required=True, help="model name (see `splitinfer models list`)")
     e.add_argument("--data", required=True, help="npz with points [N,P0,3] and labels, or a folder of them")
     e.add_argument("--json", help="write the full result (per-cloud bits and times) here")
-    e.add_argument("--limit", type=int)
+    e.add_argument("--limit", type=int, help="evaluate only the first N clouds")
     e.add_argument("--seed", type=int, default=0, help="point sampling seed")
     e.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     e.set_defaults(func=_eval_pointcloud)
 
     mo = sub.add_parser("models", help="the model repository").add_subparsers(dest="action", required=True)
     m = mo.add_parser("list", help="list models")
-    m.add_argument("--json", action="store_true")
-    m.add_argument("--models")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     m.set_defaults(func=_models_list)
 
     for register in _plugins():
@@ -201,9 +237,50 @@ def _plugins():
     return [serve, stream, demo, bench, motion, baseline, sidecar]
 
 
+class UserError(Exception):
+    """A mistake in the command line or its inputs: printed as ``error: WHAT`` and ``HOW`` to fix it."""
+
+    def __init__(self, what: str, fix: str = ""):
+        super().__init__(what)
+        self.fix = fix
+
+
+def user_error(e: BaseException) -> UserError | None:
+    """The typed user errors of the library as a UserError with its fix (None: not a user error)."""
+    from .codec.container import UnknownModel
+    from .pointcloud.preprocess import InvalidPointCloud
+    if isinstance(e, UserError):
+        return e
+    if isinstance(e, UnknownModel):
+        known = str(e).partition("(known: ")[2].rstrip(")").split(", ")
+        what = str(e).partition(" (known")[0]
+        return UserError(f"{what}; the repository holds {len(known)} models",
+                         "see `splitinfer models list` (or pass --models DIR)")
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        what = f"{e.strerror.lower()}: {e.filename}" if e.filename else str(e)
+        return UserError(what, "check the path (--data, --checkpoint, --models)")
+    if isinstance(e, InvalidPointCloud):
+        return UserError(str(e), "pass finite (N, 3) points with N > 0")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # e.g. `splitinfer models list | head`: the reader is gone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - user errors get one line, anything else its traceback
+        err = user_error(e)
+        if err is None:
+            raise
+        print(f"error: {err}" + (f"\n  fix: {err.fix}" if err.fix else ""), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

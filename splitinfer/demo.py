@@ -5,7 +5,7 @@ models, streams the bundled sample clouds (3 ModelNet40 test clouds per class) t
 client with a full, a lite and a micro model, prints a table (accuracy, bits per cloud, client
 and server time, round trip), stops the server with SIGTERM and exits 0.
 
-Per size, the model is the one named in ``--models``, or else the repository's model of that
+Per size, the model is the one named with ``--model``, or else the repository's model of that
 size with the best recorded test accuracy at P=1024 (ties: fewer bits).
 """
 from __future__ import annotations
@@ -187,20 +187,20 @@ def run_demo(models: list[str] | None = None, models_dir: str | None = None, dat
 
 
 def _run(a: argparse.Namespace) -> int:
-    models = [m for part in (a.models or []) for m in part.split(",") if m]
-    return run_demo(models or None, a.models_dir, a.data, a.limit, a.window, a.json, not a.quiet)
+    models = [m for part in (a.model or []) for m in part.split(",") if m]
+    return run_demo(models or None, a.models, a.data, a.limit, a.window, a.json, not a.quiet)
 
 
 def register(subparsers) -> None:
     d = subparsers.add_parser("demo", help="serve the shipped models on loopback and stream the sample "
                                            "through full, lite and micro", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("--models", action="append", metavar="NAME[,NAME]",
-                   help="models to demo (default: the most accurate full, lite and micro)")
-    d.add_argument("--models-dir", help="model repository (default: models/ or $SPLITINFER_MODELS)")
+    d.add_argument("--model", action="append", metavar="NAME[,NAME]",
+                   help="a model to demo, repeatable (default: the most accurate full, lite and micro)")
+    d.add_argument("--models", metavar="DIR", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     d.add_argument("--data", help=f"clouds to stream (.npz; default the bundled {SAMPLE.name})")
     d.add_argument("--limit", type=int, help="stream only the first N clouds")
-    d.add_argument("--window", type=int, default=32)
+    d.add_argument("--window", type=int, default=32, help="frames in flight per stream (default 32)")
     d.add_argument("--json", help="write the table rows and per-frame records")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_run)

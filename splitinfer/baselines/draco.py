@@ -138,11 +138,11 @@ def add_draco_parser(baseline_sub) -> argparse.ArgumentParser:
     d.add_argument("--qbits", type=int, nargs="+", default=list(DEFAULT_QBITS),
                    help="Draco quantization bits (log2 of the scale S)")
     d.add_argument("--points", type=int, default=1024, help="P: points kept by preprocessing")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="point sampling seed (default 0)")
     d.add_argument("--level", type=int, default=10, help="Draco compression level")
     d.add_argument("--limit", type=int, help="first N clouds only")
     d.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_run)
     return d
 

@@ -75,7 +75,7 @@ def add_eval_parser(eval_subparsers) -> argparse.ArgumentParser:
 def add_baseline_parser(baseline_subparsers) -> argparse.ArgumentParser:
     b = _subparsers(baseline_subparsers).add_parser(
         "image", help="JPEG / WebP (Pillow) quality sweep: real file bytes, PSNR, MS-SSIM")
-    b.add_argument("--codec", choices=CODECS, required=True)
+    b.add_argument("--codec", choices=CODECS, required=True, help="the Pillow codec to sweep")
     b.add_argument("--data", required=True, help="folder of images")
     b.add_argument("--json", help="write the result here")
     b.add_argument("--qualities", type=int, nargs="+",
