@@ -79,7 +79,7 @@ def main() -> None:
         (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
         print(folder)
         if not a.no_adaptive:
-            from splitinfer.training.adaptive import build_adaptive
+            from splitinfer.training.export_adaptive import build_adaptive
             build_adaptive(int(q[1:]), ckpt, folder, runs=RUNS / "final", data=a.data,
                            threads=a.threads, **RECIPES["adaptive"])
 

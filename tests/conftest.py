@@ -42,3 +42,26 @@ def stub(server):
     from splitinfer.proto import inference_pb2_grpc as pb2_grpc
     with grpc.insecure_channel(server.address) as ch:
         yield pb2_grpc.InferenceStub(ch)
+
+
+# -- markers ---------------------------------------------------------------------------------
+# Every test has a kind: unit (in process, no sockets), service (starts servers or subprocesses
+# that listen), e2e (the whole pipeline as a user runs it); slow ones (training, long sweeps)
+# are marked slow as well. The fast lane: pytest -m "not slow and not service and not e2e".
+KINDS = {
+    "service": {"test_service_grpc", "test_service_input", "test_service_lifecycle", "test_service_secure",
+                "test_sidecar_process", "test_edge_client", "test_net", "test_bench_bandwidth", "test_sidecar"},
+    "e2e": {"test_demo", "test_compose"},
+}
+SLOW = {"test_training", "test_image_adaptive", "test_motion", "test_image_eval", "test_bench_bandwidth",
+        "test_compose", "test_demo", "test_service_lifecycle"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        if not any(item.get_closest_marker(k) for k in ("unit", "service", "e2e")):
+            kind = next((k for k, mods in KINDS.items() if module in mods), "unit")
+            item.add_marker(getattr(pytest.mark, kind))
+        if module in SLOW:
+            item.add_marker(pytest.mark.slow)

@@ -147,16 +147,17 @@ def test_relay_serializes_small_frames_and_changes_rate():
             relay.set_rate(rate)
             time.sleep(0.3)                   # idle: a tbf bucket would have refilled
             t0 = time.perf_counter()
-            c.sendall(b"z" * 500)
+            c.sendall(b"z" * 5000)
             got = 0
-            while got < 500:
+            while got < 5000:
                 got += len(s.recv(4096))
             times.append(time.perf_counter() - t0)
         c.close()
         s.close()
     srv.close()
-    assert times[0] == pytest.approx(500 * 8 / 0.1e6, rel=0.3)     # 40 ms
-    assert times[1] < times[0] / 4                                  # 4 ms at 1 Mbit/s
+    # lower bounds only (the shaper cannot deliver sooner; a loaded machine only adds time)
+    assert times[0] >= 0.7 * 5000 * 8 / 0.1e6                       # 400 ms at 0.1 Mbit/s
+    assert times[1] < times[0] / 2                                  # 40 ms at 1 Mbit/s
 
 
 def test_token_bucket_debt_and_cap():

@@ -20,7 +20,6 @@ into a model version folder), and ``python -m splitinfer.training.adaptive BASE 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -329,59 +328,3 @@ def train_adaptive(base_checkpoint: str | Path, out_dir: str | Path, progress: b
     :class:`AdaptiveTrainConfig` fields. Returns the last epoch's record."""
     cfg = AdaptiveTrainConfig(base=str(base_checkpoint), out=str(out_dir), **overrides)
     return AdaptiveTrainer(cfg, progress).fit()
-
-
-def _version_folder(model_dir: str | Path) -> Path:
-    d = Path(model_dir)
-    if (d / "config.json").exists():
-        return d
-    versions = sorted((p for p in d.iterdir() if p.is_dir() and p.name.isdigit()),
-                      key=lambda p: int(p.name)) if d.exists() else []
-    if not versions or not (versions[-1] / "config.json").exists():
-        raise FileNotFoundError(f"{d}: no model version folder with a config.json")
-    return versions[-1]
-
-
-def build_adaptive(quality: int, base_checkpoint: str | Path, model_dir: str | Path,
-                   runs: str | Path = "runs", progress: bool = True, **overrides) -> Path:
-    """The adaptive step of ``scripts/build_image_models.py``: train (resumable) the adaptive
-    entropy bottleneck of ``base_checkpoint`` into ``<runs>/adaptive-q<quality>`` and export it
-    into ``model_dir`` (a model version folder written by :func:`export_image` from the same
-    base checkpoint, or its parent). A run made for another base checkpoint is kept aside and
-    used as a warm start. Returns the version folder."""
-    from .export_adaptive import export_adaptive
-    out = Path(runs) / f"adaptive-q{quality}"
-    base_sha = sha256(Path(base_checkpoint))
-    last = out / "last.pt"
-    if last.exists():
-        s = torch.load(last, map_location="cpu", weights_only=False)
-        if s.get("base_sha256") != base_sha:
-            old = out.with_name(f"{out.name}-{s.get('base_sha256', 'old')[:8]}")
-            out.rename(old)
-            overrides.setdefault("warm_start", str(old / "best.pt"))
-            print(f"{out} was trained on another base: moved to {old}, warm start from it")
-    train_adaptive(base_checkpoint, out, progress=progress, **overrides)
-    return export_adaptive(out / "best.pt", _version_folder(model_dir))
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("base", help="base FactorizedPrior checkpoint (frozen)")
-    ap.add_argument("out", help="run folder")
-    ap.add_argument("--export", help="model version folder to export into when done")
-    for f in fields(AdaptiveTrainConfig):
-        if f.name in ("base", "out"):
-            continue
-        typ = {"int | None": int, "float | None": float, "str | None": str}.get(str(f.type))
-        typ = typ or {"int": int, "float": float, "str": str}.get(str(f.type), str)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default)
-    a = vars(ap.parse_args(argv))
-    base, out, export = a.pop("base"), a.pop("out"), a.pop("export")
-    train_adaptive(base, out, **a)
-    if export:
-        from .export_adaptive import export_adaptive
-        print(export_adaptive(Path(out) / "best.pt", _version_folder(export)))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,9 @@ existing image-codec model version folder written by :func:`~.export_image.expor
 """
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ import torch.nn as nn
 from ..codec import CdfTables
 from ..nn.entropy_models.adaptive import AdaptiveEntropyBottleneck
 from ..repository import sha256
-from .adaptive import AdaptiveTrainConfig, tables_digest
+from .adaptive import AdaptiveTrainConfig, tables_digest, train_adaptive
 
 #: Runtime constants written to config["adaptive"] (see splitinfer.image.adaptive).
 LOG2_GRID = 1.0 / 32      # p_hat's log2-probabilities are rounded to this grid
@@ -92,7 +94,7 @@ def export_adaptive(checkpoint: str | Path, model_dir: str | Path, force: bool =
     record = state.get("record") or {}
     centres = [int(c) for c in state["centres"]]
     config["adaptive"] = {
-        "method": "learned compression of encoding distributions (REFERENCE.md section 2)",
+        "method": "learned compression of encoding distributions (Ulhaq & Bajic, ICIP 2024, arXiv:2406.13059)",
         "bins": B, "centres": centres, "offsets": [c - B // 2 for c in centres],
         "q_channels": Cq, "q_length": L, "floor": model.h_s.floor, "log2_grid": LOG2_GRID,
         "escape_mass": ESCAPE_MASS, "precision": PRECISION,
@@ -119,3 +121,60 @@ def export_adaptive(checkpoint: str | Path, model_dir: str | Path, force: bool =
     }
     cfg_path.write_text(json.dumps(config, indent=1) + "\n")
     return out
+
+
+# -- train and export in one step (scripts/build_image_models.py; python -m splitinfer.training.export_adaptive)
+
+def _version_folder(model_dir: str | Path) -> Path:
+    d = Path(model_dir)
+    if (d / "config.json").exists():
+        return d
+    versions = sorted((p for p in d.iterdir() if p.is_dir() and p.name.isdigit()),
+                      key=lambda p: int(p.name)) if d.exists() else []
+    if not versions or not (versions[-1] / "config.json").exists():
+        raise FileNotFoundError(f"{d}: no model version folder with a config.json")
+    return versions[-1]
+
+
+def build_adaptive(quality: int, base_checkpoint: str | Path, model_dir: str | Path,
+                   runs: str | Path = "runs", progress: bool = True, **overrides) -> Path:
+    """The adaptive step of ``scripts/build_image_models.py``: train (resumable) the adaptive
+    entropy bottleneck of ``base_checkpoint`` into ``<runs>/adaptive-q<quality>`` and export it
+    into ``model_dir`` (a model version folder written by :func:`export_image` from the same
+    base checkpoint, or its parent). A run made for another base checkpoint is kept aside and
+    used as a warm start. Returns the version folder."""
+    out = Path(runs) / f"adaptive-q{quality}"
+    base_sha = sha256(Path(base_checkpoint))
+    last = out / "last.pt"
+    if last.exists():
+        s = torch.load(last, map_location="cpu", weights_only=False)
+        if s.get("base_sha256") != base_sha:
+            old = out.with_name(f"{out.name}-{s.get('base_sha256', 'old')[:8]}")
+            out.rename(old)
+            overrides.setdefault("warm_start", str(old / "best.pt"))
+            print(f"{out} was trained on another base: moved to {old}, warm start from it")
+    train_adaptive(base_checkpoint, out, progress=progress, **overrides)
+    return export_adaptive(out / "best.pt", _version_folder(model_dir))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Train the adaptive entropy bottleneck of a base "
+                                             "checkpoint, and export it with --export")
+    ap.add_argument("base", help="base FactorizedPrior checkpoint (frozen)")
+    ap.add_argument("out", help="run folder")
+    ap.add_argument("--export", help="model version folder to export into when done")
+    for f in fields(AdaptiveTrainConfig):
+        if f.name in ("base", "out"):
+            continue
+        typ = {"int | None": int, "float | None": float, "str | None": str}.get(str(f.type))
+        typ = typ or {"int": int, "float": float, "str": str}.get(str(f.type), str)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default)
+    a = vars(ap.parse_args(argv))
+    base, out, export = a.pop("base"), a.pop("out"), a.pop("export")
+    train_adaptive(base, out, **a)
+    if export:
+            print(export_adaptive(Path(out) / "best.pt", _version_folder(export)))
+
+
+if __name__ == "__main__":
+    main()
