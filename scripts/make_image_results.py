@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 from splitinfer.metrics import NoOverlapError, bd_rate, pareto_front  # noqa: E402
 
-# REFERENCE.md section 2 (Kodak, factorized prior (N, M) = (128, 192); qualities 1 / 4 / 8 of the paper)
+# Ulhaq & Bajić, ICIP 2024 (Kodak, factorized prior (N, M) = (128, 192); qualities 1 / 4 / 8 of the paper)
 PUBLISHED = {
     "bd_rate_adaptive_mean": -6.95, "bd_rate_ideal_mean": -8.33, "gap_captured": 0.84,
     "per_quality": [

@@ -3,7 +3,7 @@
 
 For each size (full / lite / micro) the chosen model's checkpoint runs/<model>/best.pt gives
 - the critical points (argmax point of every encoder channel, ``PointEncoder.critical_points``);
-- y_hat, from which a visualisation-only ``Reconstruction`` network (REFERENCE.md section 1) rebuilds
+- y_hat, from which a visualisation-only ``Reconstruction`` network (as in Ulhaq & Bajić, MMSP 2023) rebuilds
   1024 points. It is trained here on a detached y_hat with the Chamfer loss (encoder frozen, y_hat
   computed once for a random subset of the ModelNet40 train clouds, 5% of it held out to pick the
   best epoch; the training loss compares with a random 256-point subset of each target per step) and saved as

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Draco input-compression baseline (issue 2, part 7), for one trunk:
+# Draco input-compression baseline, for one trunk:
 #   1. the plain PointNet: the frozen trunk of our codec + a classifier trained on unquantized
 #      features (no T-nets, no rate term), `train pointcloud --plain`;
 #   2. export it to ONNX (points (B, N, 3) -> logits, any N);

@@ -2,7 +2,7 @@
 
 Every test cloud gets the codec's own edge preprocessing (``preprocess(cloud, P, seed=0)``: centre,
 unit sphere, fixed P-point subset), is Draco-encoded as a point cloud at ``quantization_bits = q``
-(q = log2 of the quantization scale S, REFERENCE.md: S in 8..256, compression level 10), decoded,
+(q = log2 of the quantization scale S, as in Ulhaq & Bajić, MMSP 2023: S in 8..256, compression level 10), decoded,
 and the decoded points are classified by a plain (uncompressed) PointNet exported to ONNX
 (``points (B, N, 3) -> logits``, any N). Rates are real: 8 x the Draco buffer's bytes, which include
 Draco's own header and metadata (``fixed_overhead_bits``: the size of a one-point buffer, ~1.4 kbit;

@@ -1,5 +1,5 @@
 """Torch-free runtime of the adaptive entropy bottleneck (learned compression of encoding
-distributions, REFERENCE.md section 2; trained by :mod:`splitinfer.training.adaptive`).
+distributions, Ulhaq & Bajić, ICIP 2024, arXiv:2406.13059; trained by :mod:`splitinfer.training.adaptive`).
 
 Encoder: the hard histogram ``p`` (C x B, counts / n) of the image's ``y_hat`` on each channel's
 B-bin window (``centres[c] - B/2 ..``), ``q = h_a_q(p)`` (integers), side information = ``q``

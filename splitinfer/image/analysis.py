@@ -6,7 +6,7 @@
 * ``adaptive``: side information q (``adaptive_side``) + y coded with the tables rebuilt from it
   (:mod:`splitinfer.image.adaptive`, the learned compression of encoding distributions);
 * ``ideal``: y coded with tables built from the image's exact per-channel histogram, side
-  information free (the bound of REFERENCE.md section 2);
+  information free (the bound of Ulhaq & Bajić, ICIP 2024);
 * ``nonlearned``: the quantized histograms sent directly (``nonlearned_side``,
   :mod:`splitinfer.image.histogram_baseline`) + y coded with the tables rebuilt from them.
 

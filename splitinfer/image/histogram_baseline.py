@@ -1,4 +1,4 @@
-"""The non-learned baseline for adaptive encoding distributions (REFERENCE.md section 2, "send
+"""The non-learned baseline for adaptive encoding distributions (Ulhaq & Bajić, ICIP 2024, "send
 quantized histograms directly"): each image's per-channel histogram of ``y_hat`` is quantized and
 sent as side information, and ``y_hat`` is coded with the tables rebuilt from it. Torch-free.
 

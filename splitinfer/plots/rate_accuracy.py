@@ -17,7 +17,7 @@ from ..metrics import NoOverlapError, bd_rate, cubic_fit_monotone, interpolate_r
 
 SIZES = ("full", "lite", "micro")
 COLORS = {"full": "#1f77b4", "lite": "#ff7f0e", "micro": "#2ca02c"}
-# REFERENCE.md section 1: published rate-accuracy at P=1024 (estimated bits, accuracy in %)
+# Ulhaq & Bajić, MMSP 2023 (arXiv:2308.05959): published rate-accuracy at P=1024 (estimated bits, accuracy in %)
 PUBLISHED = {
     "full": [(8.1, 45.1), (16.7, 72.5), (30.8, 81.1), (46.5, 84.0), (139.4, 87.6), (789.8, 88.5)],
     "micro": [(35.7, 77.3), (48.9, 80.9)],

@@ -1,5 +1,5 @@
 """Train the adaptive entropy bottleneck (learned compression of encoding distributions,
-REFERENCE.md section 2; :mod:`splitinfer.nn.entropy_models.adaptive`) on top of a frozen
+Ulhaq & Bajić, ICIP 2024, arXiv:2406.13059; :mod:`splitinfer.nn.entropy_models.adaptive`) on top of a frozen
 factorized-prior image codec.
 
 The base transforms are frozen, so the integer latents ``y_hat = round(g_a(x))`` of the training

@@ -8,7 +8,7 @@ cross-entropy, where ``_T`` are the softmax probabilities of the logits divided 
 soft targets say which classes a cloud resembles (a desk resembles a table). Validation keeps the
 hard-label loss, so distilled and plain models are selected on one scale.
 
-Measured on ModelNet40 (README, session 8): with the model it replaces as the teacher ("born
+Measured on ModelNet40 (docs/results.md): with the model it replaces as the teacher ("born
 again", Furlanello et al. 2018) the student validated better at every high rate. At about 30 bits
 it validated worse: the teacher's logits on clouds it was trained on are more confident than a
 30-bit latent can be, and the student's cross-entropy rose.

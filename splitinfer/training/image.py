@@ -1,4 +1,4 @@
-"""Train the factorized-prior image codec on BSDS500 (REFERENCE.md section 2, Balle et al. 2018).
+"""Train the factorized-prior image codec on BSDS500 (Ballé et al., "Variational image compression with a scale hyperprior", ICLR 2018).
 
 Loss = bpp + lambda * 255^2 * MSE on random crops of BSDS500 train+test (flips), validated on
 BSDS500 val (centre crops, rounding, exact bits from the likelihoods). Kodak is never used here.

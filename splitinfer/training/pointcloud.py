@@ -1,4 +1,4 @@
-"""Train the point-cloud codec: loss = bits + lambda * cross-entropy (REFERENCE.md section 1).
+"""Train the point-cloud codec: loss = bits + lambda * cross-entropy (Ulhaq & Bajić, MMSP 2023).
 
 Two modes share one loop:
 - end to end: encoder, gain, entropy bottleneck and classifier all learn (random P-point subset

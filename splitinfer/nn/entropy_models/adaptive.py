@@ -1,5 +1,5 @@
 """Adaptive entropy bottleneck: learned compression of the encoding distributions themselves
-(REFERENCE.md section 2, "Learned compression of encoding distributions"; thesis talk slides
+(Ulhaq & Bajić, "Learned compression of encoding distributions", IEEE ICIP 2024, arXiv:2406.13059; thesis talk slides
 9-19).
 
 The fully factorized entropy model of the base codec (:class:`~.factorized.EntropyBottleneck`)

@@ -1,5 +1,5 @@
 """Factorized-prior image codec (Balle et al. 2018, "Variational image compression with a scale
-hyperprior", the "factorized" baseline; REFERENCE.md section 2).
+hyperprior", the "factorized" baseline; Ballé et al., ICLR 2018, arXiv:1802.01436).
 
     y = g_a(x)             4 strided 5x5 convolutions with GDN, 16x down-sampling, M channels
     y_hat = round(y)       uniform noise while training
@@ -61,7 +61,7 @@ class FactorizedPrior(nn.Module):
                 "likelihoods": likelihoods.reshape(B, C, h, w)}
 
     def rate_distortion(self, x: torch.Tensor, lmbda: float) -> dict:
-        """Loss = rate (bits per pixel) + lambda * 255^2 * MSE, as in REFERENCE.md section 2."""
+        """Loss = rate (bits per pixel) + lambda * 255^2 * MSE, as in Ballé et al., ICLR 2018."""
         out = self(x)
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
         bpp = -torch.log2(out["likelihoods"]).sum() / pixels

@@ -1,4 +1,4 @@
-"""PointNet-style split classifier with a learned entropy bottleneck (REFERENCE.md section 1).
+"""PointNet-style split classifier with a learned entropy bottleneck (Ulhaq & Bajić, "Learned point cloud compression for classification", IEEE MMSP 2023, arXiv:2308.05959).
 
 edge:  points (B, 3, P) -> g_a (pointwise Conv1d+BN+ReLU) -> max pool -> gain (x10) -> y
        -> round -> y_hat (integer symbols, range-coded with the factorized model)
