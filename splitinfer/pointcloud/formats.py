@@ -17,7 +17,9 @@ wrong with it.
 """
 from __future__ import annotations
 
+import io
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +101,20 @@ def read_pcd(path: str | Path) -> np.ndarray:
         raise _bad(path, f"unsupported PCD field types {list(zip(types, sizes))}") from None
     cols = {f: i for i, f in enumerate(fields)}
     if mode == "ascii":
-        text = data[offset:].decode("ascii", errors="replace")
-        rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         per = sum(counts)
-        if len(rows) < points:
-            raise _bad(path, f"the file ends after {len(rows)} of {points} points")
-        starts = np.cumsum([0] + counts)[:-1]
         try:
-            table = np.array([r[:per] for r in rows[:points]], dtype=np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty body: the count check below says it
+                table = np.loadtxt(io.BytesIO(data[offset:]), dtype=np.float64, comments="#",
+                                   ndmin=2, max_rows=points)
         except ValueError as e:
             raise _bad(path, f"malformed PCD ascii data ({e})") from None
-        if table.ndim != 2 or table.shape[1] != per:
-            raise _bad(path, f"malformed PCD ascii data (expected {per} values per point)")
+        if len(table) < points:
+            raise _bad(path, f"the file ends after {len(table)} of {points} points")
+        if table.shape[1] != per:
+            raise _bad(path, f"malformed PCD ascii data ({table.shape[1]} values per point, "
+                             f"{per} expected)")
+        starts = np.cumsum([0] + counts)[:-1]
         return table[:, [starts[cols[a]] for a in "xyz"]].reshape(-1, 3)
     record = np.dtype([(f"f{i}", dt, (c,)) for i, (dt, c) in enumerate(zip(dtypes, counts))])
     need = points * record.itemsize
@@ -286,6 +290,23 @@ def read_text(path: str | Path) -> np.ndarray:
         text = path.read_text(errors="strict")
     except UnicodeDecodeError:
         raise _bad(path, "not a text point-cloud file (it is not valid UTF-8/ASCII text)") from None
+    body = text.replace(",", " ") if "," in text else text
+    skip = 0
+    for i, ln in enumerate(io.StringIO(body)):  # a leading point count (.pts): skip that line
+        ln = _COMMENT.sub("", ln).strip()
+        if ln:
+            skip = i + 1 if ln.isdigit() else 0
+            break
+    try:  # fast path (numpy's C parser); the loop below finds and names what is wrong
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = np.loadtxt(io.StringIO(body), dtype=np.float64,
+                               comments=("#", "//") if "//" in body else "#",
+                               usecols=(0, 1, 2), ndmin=2, skiprows=skip)
+        if len(table):
+            return table
+    except (ValueError, IndexError):
+        pass
     rows = []
     for i, line in enumerate(text.splitlines()):
         tok = _COMMENT.sub("", line).replace(",", " ").split()
