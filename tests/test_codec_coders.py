@@ -44,6 +44,7 @@ def sample_latents(sample):
     return out
 
 
+@pytest.mark.slow
 def test_every_shipped_model_byte_identical_on_the_sample(sample_latents, sample):
     assert len(sample_latents) >= 40
     escapes = 0

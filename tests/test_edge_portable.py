@@ -15,6 +15,8 @@ import pytest
 
 from service_utils import ROOT, model_name, start_server
 
+pytestmark = [pytest.mark.service, pytest.mark.slow]  # pip, pytest and server subprocesses
+
 BLOCKED = ("constriction", "open3d", "torch")
 OFFLINE = re.compile(r"Could not fetch URL|NewConnectionError|Network is unreachable|Temporary "
                      r"failure in name resolution|Max retries exceeded|ConnectTimeout|"
