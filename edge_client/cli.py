@@ -27,8 +27,8 @@ import sys
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="point-cloud files (.ply .pcd .xyz .pts), meshes (.off .obj .stl), "
-                        ".npy/.npz arrays, or folders of them")
+                   help="point-cloud files (.ply .pcd .xyz .pts .txt .bin), meshes (.off .obj; "
+                        ".stl .gltf .glb with open3d), .npy/.npz arrays, or folders of them")
     s.add_argument("--server", default=os.environ.get("SPLITINFER_SERVER", "127.0.0.1:50051"),
                    help="HOST:PORT of the cloud server (default 127.0.0.1:50051 or $SPLITINFER_SERVER)")
     s.add_argument("--model", help="model name, e.g. micro-p1024-l1000 (required without --family)")
@@ -46,6 +46,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--limit", type=int, help="stream only the first N clouds")
     s.add_argument("--seed", type=int, default=0, help="point sampling seed")
     s.add_argument("--mesh-points", type=int, default=2048, help="points sampled from each mesh")
+    s.add_argument("--fields", default="xyzi",
+                   help="float32 record layout of .bin scans, e.g. xyzi (KITTI, default) or xyz")
+    s.add_argument("--coder", choices=["auto", "constriction", "python"],
+                   default=os.environ.get("SPLITINFER_CODER", "auto"),
+                   help="range coder: constriction (fast, where it installs), python (everywhere; "
+                        "the same bytes), auto (default; env SPLITINFER_CODER)")
     s.add_argument("--token", default=os.environ.get("SPLITINFER_TOKEN"),
                    help="bearer token (default $SPLITINFER_TOKEN)")
     s.add_argument("--token-file", help="file holding the bearer token")
@@ -86,6 +92,12 @@ def run(a: argparse.Namespace) -> int:
     # interval (instead of 5 ms) keeps answers from waiting behind an encode (the round trip
     # measured otherwise includes up to tens of ms of GIL waits)
     sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+    from splitinfer.codec import coders
+    try:
+        coders.set_default(a.coder)
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     token = a.token
     if a.token_file:
         token = open(a.token_file).read().strip()
@@ -109,8 +121,9 @@ def run(a: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         try:
-            clouds = read_clouds(a.inputs, mesh_points=a.mesh_points, seed=a.seed, classes=classes)
-        except InvalidPointCloud as e:
+            clouds = read_clouds(a.inputs, mesh_points=a.mesh_points, seed=a.seed, classes=classes,
+                                 fields=a.fields)
+        except (InvalidPointCloud, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         if a.limit:

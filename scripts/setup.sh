@@ -24,7 +24,7 @@ apt_install() {  # apt_install PACKAGE WHY: install with apt-get, or say why not
 }
 
 if ! { ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so'; } && [ "$(uname)" = Linux ]; then
-  apt_install libusb-1.0-0 "open3d needs it to read .ply/.pcd/.off files"
+  apt_install libusb-1.0-0 "open3d (the viz extra) needs it"
 fi
 if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium "the sidecar web-page test drives it; without it that test skips"
@@ -44,8 +44,8 @@ stamp=".venv/.installed-$profile-$(sha256sum pyproject.toml 2>/dev/null | cut -c
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   case "$profile" in
-    runtime) .venv/bin/python -m pip install -q -e ".[edge,cloud,sidecar]" ;;
-    dev)     .venv/bin/python -m pip install -q -e ".[edge,cloud,sidecar,train,motion,test]" ;;
+    runtime) .venv/bin/python -m pip install -q -e ".[edge,viz,cloud,sidecar]" ;;
+    dev)     .venv/bin/python -m pip install -q -e ".[edge,viz,cloud,sidecar,train,motion,test]" ;;
   esac
   touch "$stamp"
 fi

@@ -133,8 +133,8 @@ def test_edge_and_cloud_extras_install_no_torch():
             seen.add(name)
             todo.extend(_requirements(req.name, set(req.extras)))
         assert {"grpcio", "onnxruntime", "constriction", "protobuf"} <= seen, (extra, seen)
-        if extra == "edge":
-            assert "open3d" in seen
+        if extra == "edge":  # no wheel for Linux aarch64 nor Python 3.13: the viz extra
+            assert "open3d" not in seen
 
 
 def test_edge_encoding_and_client_work_with_torch_blocked(blocker, micro):

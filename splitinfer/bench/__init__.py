@@ -10,3 +10,5 @@ def register(subparsers) -> None:
     server(sub)
     from .bandwidth import register as bandwidth
     bandwidth(sub)
+    from .coder import register as coder
+    coder(sub)

@@ -1,4 +1,4 @@
-"""Torch-free codec core: CDF tables, range coding (constriction) and the SPLT container."""
+"""Torch-free codec core: CDF tables, range coding (constriction or its numpy twin) and the SPLT container."""
 from .container import (
     FORMAT_VERSION,
     MAGIC,
@@ -15,6 +15,7 @@ from .container import (
     check_model,
     check_shape,
 )
+from . import coders
 from .entropy_coder import decode, encode, encoded_bits
 from .grid_coder import decode_grid, encode_grid
 from .tables import CdfTables, escape_payload_bits, quantize_pmf

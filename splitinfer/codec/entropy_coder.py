@@ -1,4 +1,8 @@
-"""Range coding of one latent symbol vector under :class:`CdfTables` (constriction 0.5).
+"""Range coding of one latent symbol vector under :class:`CdfTables`.
+
+The range coder is constriction 0.5's (32-bit words, 64-bit state, 24-bit model precision),
+run by one of two byte-identical backends (:mod:`.coders`: constriction itself where it
+installs, a numpy/Python reimplementation everywhere else); ``coder=`` picks one.
 
 Bitstream (details and rationale in ``docs/bitstream.md``):
 
@@ -24,17 +28,15 @@ from __future__ import annotations
 import contextlib
 import math
 
-import constriction
 import numpy as np
 
+from . import coders
 from .container import BitstreamError, CorruptPayload
 from .tables import MAX_PRECISION, CdfTables, escape_magnitudes
 
 __all__ = ["decode", "encode", "encoded_bits"]
 
-_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
-_UNIFORM = constriction.stream.model.Uniform()
-_MODEL_PRECISION = 24  # constriction's DefaultRangeEncoder model precision
+_MODEL_PRECISION = 24  # the range coder's model precision
 _HEADER_SIZE = 64
 _CHUNK_BITS = 16
 _INT32_MIN = -(2**31)
@@ -56,8 +58,8 @@ class _Plan:
         used = np.arange(width)[None, :] < rl[:, None]
         self.mode = (np.argmax(np.where(used, f, -1), axis=1).astype(np.int64)
                      if tables.channels else np.zeros(0, np.int64))
-        scale = float(1 << (_MODEL_PRECISION - tables.precision))
-        self.groups = []
+        scale = 1 << (_MODEL_PRECISION - tables.precision)
+        self.groups = []  # (channels, 24-bit frequencies [k, L] in coded order)
         for L in np.unique(rl):
             if L < 2:
                 continue
@@ -65,12 +67,19 @@ class _Plan:
             k = np.arange(L)[None, :]
             m = self.mode[chans][:, None]
             cols = np.where(k == 0, m, np.where(k <= m, k - 1, k))
-            probs = f[chans[:, None], cols].astype(np.float64) * scale - 1.0
-            probs.setflags(write=False)
-            self.groups.append((chans, np.ascontiguousarray(probs)))
+            self.groups.append((chans, f[chans[:, None], cols] * scale))
+        self._models: dict[str, list] = {}
         # Generous upper bound on a valid payload: every symbol at its worst cost.
         worst = tables.precision + 6 + 31
         self.max_bytes = (tables.channels * worst + 7) // 8 + 8
+
+    def models(self, backend) -> list:
+        """(channels, model) per group, built once per backend."""
+        out = self._models.get(backend.NAME)
+        if out is None:
+            out = [(chans, backend.rows_model(pmf)) for chans, pmf in self.groups]
+            self._models[backend.NAME] = out
+        return out
 
 
 def _plan(tables: CdfTables) -> _Plan:
@@ -99,20 +108,32 @@ def escape_symbols(values, low, high):
     return np.array(syms, dtype=np.int32), np.array(sizes, dtype=np.int32)
 
 
-def _encode_words(s: np.ndarray, plan: _Plan) -> np.ndarray:
+def _encoder(s: np.ndarray, plan: _Plan, backend):
     idx = s - plan.low
     inr = (idx >= 0) & (idx < plan.lengths)
     col = np.where(inr, idx, plan.lengths)
     mode = plan.mode
     coded = np.where(col == mode, 0, np.where(col < mode, col + 1, col)).astype(np.int32)
-    enc = constriction.stream.queue.RangeEncoder()
-    for chans, probs in plan.groups:
-        enc.encode(coded[chans], _CATEGORICAL, probs)
+    enc = backend.Encoder()
+    for chans, model in plan.models(backend):
+        enc.encode_rows(coded[chans], model)
     esc = np.nonzero(~inr)[0]
     if esc.size:
         syms, sizes = escape_symbols(s[esc], plan.low[esc], plan.high[esc])
-        enc.encode(syms, _UNIFORM, sizes)
-    return enc.get_compressed()
+        enc.encode_uniform(syms, sizes)
+    return enc
+
+
+def _in_interval(interval):
+    """Exact test "does this zero-padded byte string decode to the encoded symbols"."""
+    low, width, bits = interval
+
+    def fits(cand: bytes) -> bool:
+        v, nbits = int.from_bytes(cand, "big"), 8 * len(cand)
+        top = max(bits, nbits)
+        v <<= top - nbits
+        return (low << (top - bits)) <= v < ((low + width) << (top - bits))
+    return fits
 
 
 def _increment(prefix: bytes) -> bytes | None:
@@ -125,23 +146,32 @@ def _increment(prefix: bytes) -> bytes | None:
     return v.to_bytes(k, "big")
 
 
-def encode(symbols, tables: CdfTables) -> bytes:
-    """Range-code one symbol vector ``[C]`` (any int32 values) into a byte-trimmed payload."""
+def encode(symbols, tables: CdfTables, coder: str | None = None) -> bytes:
+    """Range-code one symbol vector ``[C]`` (any int32 values) into a byte-trimmed payload.
+
+    ``coder``: ``constriction``, ``python`` or ``auto`` (see :mod:`.coders`); same bytes.
+    """
     s = tables._check_symbols(symbols, ndim=1)
     plan = _plan(tables)
-    words = _encode_words(s, plan)
+    backend = coders.get(coder)
+    enc = _encoder(s, plan, backend)
+    words = enc.words()
     if words.size == 0:
         return b""
     full = words.astype(">u4").tobytes()
+    interval = enc.interval()
+    decodes = _in_interval(interval) if interval is not None else None
 
-    def decodes(cand: bytes) -> bool:
+    def decodes_by_trial(cand: bytes) -> bool:
         try:
-            out = _decode_bytes(cand, plan)
+            out = _decode_bytes(cand, plan, backend)
         except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
             raise
         except BaseException:  # noqa: BLE001 - any failure just means "not this candidate"
             return False
         return np.array_equal(out, s)
+
+    decodes = decodes or decodes_by_trial
 
     def shortest_at(k: int) -> bytes | None:
         prefix = full[:k]
@@ -174,9 +204,9 @@ def encode(symbols, tables: CdfTables) -> bytes:
     return best.rstrip(b"\x00")
 
 
-def encoded_bits(symbols, tables: CdfTables) -> int:
+def encoded_bits(symbols, tables: CdfTables, coder: str | None = None) -> int:
     """``8 * len(encode(symbols, tables))``."""
-    return 8 * len(encode(symbols, tables))
+    return 8 * len(encode(symbols, tables, coder))
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -184,8 +214,9 @@ def encoded_bits(symbols, tables: CdfTables) -> int:
 
 @contextlib.contextmanager
 def rejected_as_corrupt(nbytes: int):
-    """Re-raise anything the range decoder throws on bad data (including pyo3's PanicException,
-    a BaseException) as :class:`CorruptPayload`; BitstreamErrors and interrupts pass through."""
+    """Re-raise anything the range decoder throws on bad data (including constriction's
+    AssertionError and pyo3's PanicException, a BaseException) as :class:`CorruptPayload`;
+    BitstreamErrors and interrupts pass through."""
     try:
         yield
     except BitstreamError:
@@ -202,8 +233,7 @@ def decode_escapes(dec, low: np.ndarray, high: np.ndarray, where: np.ndarray) ->
 
     ``low``/``high`` bound each value's in-range window; ``where`` names the values in errors.
     """
-    headers = np.asarray(dec.decode(_UNIFORM, np.full(low.size, _HEADER_SIZE, np.int32)),
-                         dtype=np.int64)
+    headers = dec.decode_uniform(np.full(low.size, _HEADER_SIZE, np.int32)).astype(np.int64)
     below = headers >= 32
     n = headers & 31
     sizes = []
@@ -212,7 +242,7 @@ def decode_escapes(dec, low: np.ndarray, high: np.ndarray, where: np.ndarray) ->
             sizes += [1 << (nb - _CHUNK_BITS), 1 << _CHUNK_BITS]
         elif nb > 0:
             sizes.append(1 << nb)
-    chunks = dec.decode(_UNIFORM, np.array(sizes, dtype=np.int32)).tolist() if sizes else []
+    chunks = dec.decode_uniform(np.array(sizes, dtype=np.int32)).tolist() if sizes else []
     rem = []
     pos = 0
     for nb in n.tolist():
@@ -233,14 +263,19 @@ def decode_escapes(dec, low: np.ndarray, high: np.ndarray, where: np.ndarray) ->
     return v
 
 
-def _decode_bytes(data: bytes, plan: _Plan) -> np.ndarray:
+def payload_words(data: bytes) -> np.ndarray:
+    """Payload bytes -> uint32 words, zero-padded to a whole word (big-endian)."""
     pad = (-len(data)) % 4
-    words = np.frombuffer(data + b"\x00" * pad, dtype=">u4").astype(np.uint32)
-    dec = constriction.stream.queue.RangeDecoder(words)
+    return np.frombuffer(data + b"\x00" * pad, dtype=">u4").astype(np.uint32)
+
+
+def _decode_bytes(data: bytes, plan: _Plan, backend=None) -> np.ndarray:
+    backend = backend or coders.get()
+    dec = backend.Decoder(payload_words(data))
     C = plan.low.shape[0]
     coded = np.zeros(C, dtype=np.int64)
-    for chans, probs in plan.groups:
-        coded[chans] = dec.decode(_CATEGORICAL, probs)
+    for chans, model in plan.models(backend):
+        coded[chans] = dec.decode_rows(model)
     mode = plan.mode
     col = np.where(coded == 0, mode, np.where(coded <= mode, coded - 1, coded))
     values = plan.low + col
@@ -250,8 +285,9 @@ def _decode_bytes(data: bytes, plan: _Plan) -> np.ndarray:
     return values
 
 
-def decode(data, tables: CdfTables) -> np.ndarray:
-    """Inverse of :func:`encode`: payload bytes -> int32 symbols ``[C]``.
+def decode(data, tables: CdfTables, coder: str | None = None) -> np.ndarray:
+    """Inverse of :func:`encode`: payload bytes -> int32 symbols ``[C]`` (either coder reads
+    what either wrote).
 
     Raises :class:`CorruptPayload` where corruption is detectable (over-long payload,
     non-canonical trailing 0x00, data the range decoder rejects, escape values outside int32).
@@ -261,6 +297,7 @@ def decode(data, tables: CdfTables) -> np.ndarray:
         raise TypeError(f"decode expects bytes, got {type(data).__name__}")
     data = bytes(data)
     plan = _plan(tables)
+    backend = coders.get(coder)
     if len(data) > plan.max_bytes:
         raise CorruptPayload(f"payload of {len(data)} bytes is longer than any valid payload "
                              f"for {tables.channels} channels (at most {plan.max_bytes})")
@@ -268,5 +305,5 @@ def decode(data, tables: CdfTables) -> np.ndarray:
         raise CorruptPayload(f"payload of {len(data)} bytes ends in 0x00; a canonical "
                              "byte-trimmed payload never does")
     with rejected_as_corrupt(len(data)):
-        out = _decode_bytes(data, plan)
+        out = _decode_bytes(data, plan, backend)
     return out.astype(np.int32)

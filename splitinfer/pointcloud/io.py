@@ -1,17 +1,22 @@
 """Reading point clouds for the edge: point-cloud files, meshes, numpy arrays and folders.
 
-- ``.ply .pcd .xyz .xyzn .xyzrgb .pts``: ``open3d.io.read_point_cloud``;
-- ``.off .obj .stl .gltf .glb``: ``open3d.io.read_triangle_mesh`` (.off: a strict parser here,
-  which also reads ModelNet's ``OFF<n> <m> <k>`` headers) then open3d's
-  ``sample_points_uniformly`` with a fixed seed, so the same mesh always gives the same cloud; a
-  mesh without faces gives its vertices;
-- ``.npy``: an (N, 3) cloud or a (B, N, 3) batch;
-- ``.npz``: ``points`` as (N, P0, 3) or (P0, 3), optional ``labels`` (class indices), ``names``
-  and ``classes``;
-- a folder: every supported file under it, sorted, recursively.
+numpy alone reads every format the edge needs (:mod:`.formats`), so the edge installs where
+open3d has no wheel (Linux aarch64, Python 3.13):
 
-open3d is imported only when a file needs it, so numpy-only use does not need it. Every error
-(unreadable, empty, NaN, wrong shape) is an ``InvalidPointCloud`` that names the file.
+- clouds: ``.pcd`` (ascii, binary, binary_compressed), ``.ply`` (ascii, binary either byte
+  order), text (``.xyz .xyzn .xyzrgb .pts .txt .asc``), raw float32 records (``.bin``: KITTI
+  Velodyne scans; ``fields`` names the record, default ``xyzi``);
+- meshes: ``.off`` (also ModelNet's ``OFF<n> <m> <k>`` headers) and ``.obj``, sampled uniformly
+  on their surface (area-weighted, numpy, seeded: the same mesh gives the same cloud on every
+  machine); a mesh without faces gives its vertices. ``.stl .gltf .glb`` are read with open3d
+  where it is installed (``pip install 'splitinfer[viz]'``), then sampled the same way;
+- ``.npy``: an (N, 3) cloud or a (B, N, 3) batch; ``.npz``: ``points`` as (N, P0, 3) or (P0, 3),
+  optional ``labels`` (class indices), ``names`` and ``classes``;
+- a folder: every file under it with one of :data:`FOLDER_SUFFIXES`, sorted, recursively (.txt
+  files only when named: folders hold notes and label lists as .txt).
+
+Every error (unreadable, malformed, empty, NaN, wrong shape) is an ``InvalidPointCloud`` that
+names the file.
 """
 from __future__ import annotations
 
@@ -22,13 +27,18 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from . import formats
 from .preprocess import InvalidPointCloud, validate
 
-CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
-MESH_SUFFIXES = (".off", ".obj", ".stl", ".gltf", ".glb")
+TEXT_SUFFIXES = (".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt", ".asc")
+CLOUD_SUFFIXES = (".ply", ".pcd", ".bin") + TEXT_SUFFIXES
+MESH_SUFFIXES = (".off", ".obj")
+OPEN3D_MESH_SUFFIXES = (".stl", ".gltf", ".glb")
 ARRAY_SUFFIXES = (".npy", ".npz")
-SUFFIXES = CLOUD_SUFFIXES + MESH_SUFFIXES + ARRAY_SUFFIXES
+SUFFIXES = CLOUD_SUFFIXES + MESH_SUFFIXES + OPEN3D_MESH_SUFFIXES + ARRAY_SUFFIXES
+FOLDER_SUFFIXES = tuple(s for s in SUFFIXES if s != ".txt")
 MESH_POINTS = 2048  # points sampled from a mesh surface (the edge then samples P of them)
+BIN_FIELDS = "xyzi"  # KITTI Velodyne: x, y, z, reflectance as float32
 
 
 @dataclass
@@ -40,15 +50,15 @@ class Cloud:
     label_name: str | None = None
 
 
-def _open3d():
+def _open3d(path: Path):
     try:
-        import open3d  # noqa: F401
+        import open3d as o3d
         import open3d.io  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(f"reading point-cloud and mesh files needs open3d ({e}): "
-                          "pip install 'splitinfer[edge]' (and on Debian/Ubuntu: apt-get install "
-                          "libusb-1.0-0 libgomp1)") from e
-    import open3d as o3d
+    except ImportError as e:
+        raise InvalidPointCloud(
+            f"{path}: reading {path.suffix} files needs open3d ({e}): pip install "
+            f"'splitinfer[viz]' where open3d has wheels, or convert the mesh to .off/.obj/.ply"
+        ) from None
     try:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     except Exception:  # pragma: no cover
@@ -56,76 +66,61 @@ def _open3d():
     return o3d
 
 
-def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices, triangles) of an OFF file, including ModelNet's 'OFF490 518 0' headers."""
-    tokens = path.read_text(errors="replace").split("\n")
-    lines = [t.split("#")[0].strip() for t in tokens]
-    lines = [t for t in lines if t]
-    if not lines or not lines[0].upper().startswith("OFF"):
-        raise InvalidPointCloud(f"{path}: not an OFF file")
-    head = lines[0][3:].split()
-    rest = lines[1:]
-    try:
-        if not head:
-            head, rest = rest[0].split(), rest[1:]
-        nv, nf = int(head[0]), int(head[1])
-        if len(rest) < nv + nf:
-            raise ValueError(f"{nv} vertices and {nf} faces announced, {len(rest)} lines follow")
-        verts = np.array([[float(v) for v in rest[i].split()[:3]] for i in range(nv)], np.float64)
-        faces = []
-        for line in rest[nv:nv + nf]:
-            idx = [int(v) for v in line.split()]
-            k, idx = idx[0], idx[1:]
-            if len(idx) < k:
-                raise ValueError(f"face {line!r} has fewer than {k} indices")
-            faces.extend([idx[0], idx[j], idx[j + 1]] for j in range(1, k - 1))  # fan triangulation
-        faces = np.array(faces, np.int64).reshape(-1, 3)
-        if faces.size and (faces.min() < 0 or faces.max() >= nv):
-            raise ValueError("a face refers to a vertex that does not exist")
-    except (ValueError, IndexError) as e:
-        raise InvalidPointCloud(f"{path}: malformed OFF file ({e})") from None
-    return verts.reshape(-1, 3), faces
-
-
-def _sample_mesh(path: Path, verts: np.ndarray, faces: np.ndarray, count: int, seed: int) -> np.ndarray:
-    if len(faces) == 0:
-        return verts
-    o3d = _open3d()
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(verts), o3d.utility.Vector3iVector(faces))
-    try:
-        o3d.utility.random.seed(seed)
-    except AttributeError:  # pragma: no cover - open3d < 0.16
-        pass
-    return np.asarray(mesh.sample_points_uniformly(number_of_points=count).points)
+def sample_surface(verts: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` points uniformly distributed on a triangle mesh's surface (area-weighted
+    triangle choice, uniform barycentric coordinates), reproducible for a seed."""
+    v = np.asarray(verts, np.float64)
+    tri = v[np.asarray(faces, np.int64)]  # (F, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    total = area.sum()
+    if not np.isfinite(total) or total <= 0:
+        return v  # degenerate faces: the vertices are the surface we have
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(tri), size=count, p=area / total)
+    u, w = rng.random(count), rng.random(count)
+    flip = u + w > 1
+    u[flip], w[flip] = 1 - u[flip], 1 - w[flip]
+    t = tri[pick]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + w[:, None] * (t[:, 2] - t[:, 0])
 
 
 def read_mesh(path: str | Path, count: int = MESH_POINTS, seed: int = 0) -> np.ndarray:
     """Points sampled uniformly on a mesh's surface, (count, 3) float32."""
     path = Path(path)
-    if path.suffix.lower() == ".off":
-        # parsed here: open3d's OFF reader misses ModelNet's headers and, on a malformed file,
-        # returns uninitialised vertices instead of failing
-        verts, faces = _read_off(path)
+    suffix = path.suffix.lower()
+    if suffix == ".off":
+        verts, faces = formats.read_off(path)
+    elif suffix == ".obj":
+        verts, faces = formats.read_obj(path)
     else:
-        o3d = _open3d()
+        o3d = _open3d(path)
         mesh = o3d.io.read_triangle_mesh(str(path))
         verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     if len(verts) == 0:
         raise InvalidPointCloud(f"{path}: no vertices could be read from the mesh")
-    return validate(_sample_mesh(path, verts, faces, count, seed), str(path))
+    validate(verts, str(path))  # finite vertices, or a clear error
+    verts = np.asarray(verts, np.float64)
+    pts = sample_surface(verts, faces, count, seed) if len(faces) else verts
+    return validate(pts, str(path))
 
 
-def read_point_cloud(path: str | Path) -> np.ndarray:
-    """The points of a .ply/.pcd/.xyz/.pts file, (N, 3) float32."""
+def read_point_cloud(path: str | Path, fields: str = BIN_FIELDS) -> np.ndarray:
+    """The points of a .ply/.pcd/.bin/text file, (N, 3) float32."""
     path = Path(path)
-    o3d = _open3d()
-    pcd = o3d.io.read_point_cloud(str(path))
-    pts = np.asarray(pcd.points)
-    if len(pts) == 0 and path.suffix.lower() == ".ply":
-        # a .ply holding a mesh with faces only read as vertices by read_triangle_mesh
-        pts = np.asarray(o3d.io.read_triangle_mesh(str(path)).vertices)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pcd":
+            pts = formats.read_pcd(path)
+        elif suffix == ".ply":
+            pts = formats.read_ply(path)
+        elif suffix == ".bin":
+            pts = formats.read_bin(path, fields)
+        else:
+            pts = formats.read_text(path)
+    except OSError as e:
+        raise InvalidPointCloud(f"{path}: cannot read the file ({e.strerror or e})") from None
     if len(pts) == 0:
-        raise InvalidPointCloud(f"{path}: the point cloud is empty (or the file could not be read)")
+        raise InvalidPointCloud(f"{path}: the point cloud is empty")
     return validate(pts, str(path))
 
 
@@ -196,8 +191,9 @@ def _label_from_path(path: Path, classes: Sequence[str] | None) -> str | None:
 
 
 def read_file(path: str | Path, mesh_points: int = MESH_POINTS, seed: int = 0,
-              classes: Sequence[str] | None = None) -> list[Cloud]:
-    """Every cloud of one file (one, or several for .npy/.npz batches)."""
+              classes: Sequence[str] | None = None, fields: str = BIN_FIELDS) -> list[Cloud]:
+    """Every cloud of one file (one, or several for .npy/.npz batches); ``fields``: the float32
+    record layout of .bin files (e.g. ``xyzi``)."""
     path = Path(path)
     if not path.exists():
         raise InvalidPointCloud(f"{path}: no such file")
@@ -205,8 +201,8 @@ def read_file(path: str | Path, mesh_points: int = MESH_POINTS, seed: int = 0,
     if suffix in ARRAY_SUFFIXES:
         clouds = read_array(path)
     elif suffix in CLOUD_SUFFIXES:
-        clouds = [Cloud(str(path), read_point_cloud(path))]
-    elif suffix in MESH_SUFFIXES:
+        clouds = [Cloud(str(path), read_point_cloud(path, fields))]
+    elif suffix in MESH_SUFFIXES + OPEN3D_MESH_SUFFIXES:
         clouds = [Cloud(str(path), read_mesh(path, mesh_points, seed))]
     else:
         raise InvalidPointCloud(f"{path}: unsupported file type {suffix or '(none)'} "
@@ -227,7 +223,7 @@ def expand(inputs: Iterable[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(Path(root) / f for root, _, fs in os.walk(p) for f in fs
-                           if Path(f).suffix.lower() in SUFFIXES)
+                           if Path(f).suffix.lower() in FOLDER_SUFFIXES)
             if not found:
                 raise InvalidPointCloud(f"{p}: no point-cloud files in the folder")
             files.extend(found)
@@ -237,13 +233,13 @@ def expand(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def iter_clouds(inputs: Iterable[str | Path], mesh_points: int = MESH_POINTS, seed: int = 0,
-                classes: Sequence[str] | None = None) -> Iterator[Cloud]:
+                classes: Sequence[str] | None = None, fields: str = BIN_FIELDS) -> Iterator[Cloud]:
     """Clouds of files and folders, lazily, in order."""
     for f in expand(inputs):
-        yield from read_file(f, mesh_points, seed, classes)
+        yield from read_file(f, mesh_points, seed, classes, fields)
 
 
 def read_clouds(inputs: Iterable[str | Path], mesh_points: int = MESH_POINTS, seed: int = 0,
-                classes: Sequence[str] | None = None) -> list[Cloud]:
+                classes: Sequence[str] | None = None, fields: str = BIN_FIELDS) -> list[Cloud]:
     """Every cloud of the inputs, read and validated up front (errors before anything is sent)."""
-    return list(iter_clouds(inputs, mesh_points, seed, classes))
+    return list(iter_clouds(inputs, mesh_points, seed, classes, fields))
