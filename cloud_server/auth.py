@@ -7,26 +7,35 @@ from __future__ import annotations
 
 import hmac
 import os
-from pathlib import Path
 from typing import Callable, Iterable
 
 import grpc
+
+from splitinfer.tokens import TokenFileError, read_tokens, valid_token
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
 def load_tokens(tokens: Iterable[str] = (), token_file: str | None = None,
                 env: str = "SPLITINFER_TOKEN") -> list[str]:
-    """Tokens from arguments, a file (one per line, # comments) and the environment variable."""
-    out = [t.strip() for t in tokens if t and t.strip()]
+    """Tokens from arguments, a token file (``splitinfer.tokens``: one per line, lines starting
+    with ``#`` are comments) and the environment variable. Raises TokenFileError for a token
+    that cannot travel in a header or an unreadable file."""
+    out = []
+    for t in tokens:
+        t = (t or "").strip()
+        if t and not valid_token(t):
+            raise TokenFileError("a --token is printable ASCII without spaces")
+        if t:
+            out.append(t)
     if token_file:
-        for line in Path(token_file).read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                out.append(line)
+        out.extend(read_tokens(token_file))
     if os.environ.get(env, "").strip():
-        out.append(os.environ[env].strip())
-    return out
+        t = os.environ[env].strip()
+        if not valid_token(t):
+            raise TokenFileError(f"${env} is printable ASCII without spaces")
+        out.append(t)
+    return list(dict.fromkeys(out))
 
 
 def _metadata_value(metadata, key: str) -> str | None:

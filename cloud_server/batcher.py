@@ -46,6 +46,10 @@ class Stopped(BatcherError):
     pass
 
 
+class NonFiniteOutput(BatcherError):
+    """The model's logits for this input are NaN or infinite: no probabilities to answer with."""
+
+
 @dataclass(frozen=True)
 class BatchResult:
     label: int
@@ -76,9 +80,10 @@ def _resolve(pairs) -> None:
 
 def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels [B], top-k indices [B, k], top-k probabilities [B, k]) of logits [B, K]."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    p = e / e.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite logits: NaN rows, refused later
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
     k = min(k, p.shape[1])
     idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
     return idx[:, 0], idx, np.take_along_axis(p, idx, axis=1)
@@ -219,7 +224,12 @@ class DynamicBatcher:
             answers.extend((it, e) for it in live)
             return answers
         n, infer = len(live), t1 - t0
+        finite = np.isfinite(prob).all(axis=1)
         for i, it in enumerate(live):
+            if not finite[i]:  # the last guard: no NaN probability leaves the server
+                answers.append((it, NonFiniteOutput("the model's output for this input is not finite "
+                                                    "(input out of the model's range)")))
+                continue
             answers.append((it, BatchResult(int(labels[i]), idx[i], prob[i], now - it.t_enqueue, infer, n)))
         self.batches += 1
         self.items += n

@@ -6,6 +6,12 @@ import logging
 import os
 import sys
 
+#: Default port of the metrics endpoint (not 9100, node_exporter's) and its default address:
+#: loopback only (docs/operations.md says how to expose it). Defined here, where argparse needs
+#: them without importing prometheus_client (an edge-only install registers ``serve`` too).
+DEFAULT_METRICS_PORT = 9415
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--models", dest="models_dir", metavar="DIR",
@@ -16,9 +22,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     s.add_argument("--port", type=int, default=int(os.environ.get("SPLITINFER_PORT", 50051)),
                    help="gRPC port (default 50051; 0 picks a free one, see --ready-file)")
-    s.add_argument("--metrics-port", type=int, default=9100,
-                   help="Prometheus /metrics HTTP port (default 9100; 0: a free one; -1: off)")
-    s.add_argument("--metrics-host", help="address of the metrics endpoint (default: --host)")
+    s.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                   help=f"Prometheus /metrics HTTP port (default {DEFAULT_METRICS_PORT}; 0: a free one; "
+                        "-1: off)")
+    s.add_argument("--metrics-host", default=DEFAULT_METRICS_HOST,
+                   help=f"address of the metrics endpoint (default {DEFAULT_METRICS_HOST}: loopback "
+                        "only; see docs/operations.md before exposing it)")
     s.add_argument("--max-batch-size", type=int, default=64, help="dynamic batching: largest batch (1: off)")
     s.add_argument("--max-queue-delay-ms", type=float, default=0.0,
                    help="dynamic batching: how long a request may wait for its batch to fill "
@@ -37,7 +46,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (mTLS)")
     s.add_argument("--token", action="append", default=[],
                    help="require 'authorization: Bearer TOKEN' (repeatable; also $SPLITINFER_TOKEN)")
-    s.add_argument("--token-file", help="file of accepted tokens, one per line")
+    s.add_argument("--token-file", help="file of accepted tokens: one per line, blank lines and "
+                                        "lines starting with '#' ignored")
+    s.add_argument("--no-auth", action="store_true",
+                   help="serve without token auth even though --token / --token-file were given "
+                        "empty (without it, auth asked for with no token refuses to start)")
     s.add_argument("--grace-s", type=float, default=10.0,
                    help="on SIGTERM, how long in-flight calls may take to finish")
     s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
@@ -45,9 +58,32 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--log-level", default="INFO")
 
 
-def options(a: argparse.Namespace):
+class UsageError(Exception):
+    """Options the server cannot start with (printed as one ``error:`` line)."""
+
+
+def tokens(a: argparse.Namespace) -> list[str]:
+    """The accepted tokens; refuses auth asked for with no token (an empty --token or token
+    file) unless --no-auth says so explicitly."""
     from .auth import load_tokens
+    out = load_tokens(a.token, a.token_file)
+    asked = bool(a.token) or a.token_file is not None
+    if a.no_auth:
+        if out:
+            raise UsageError("--no-auth conflicts with the tokens given (--token, --token-file or "
+                             "$SPLITINFER_TOKEN)")
+        return []
+    if asked and not out:
+        where = f"the token file {a.token_file} holds no token" if a.token_file else "--token is empty"
+        raise UsageError(f"{where}: refusing to start without auth (fill it in, or pass --no-auth "
+                         "to serve without auth)")
+    return out
+
+
+def options(a: argparse.Namespace):
     from .server import ServerOptions
+    from .validation import check_tls
+    check_tls(a.tls_cert, a.tls_key, a.tls_client_ca)
     return ServerOptions(
         host=a.host, port=a.port, models_dir=a.models_dir, models=a.model,
         max_batch_size=a.max_batch_size, max_queue_delay_ms=a.max_queue_delay_ms,
@@ -55,21 +91,49 @@ def options(a: argparse.Namespace):
         max_queue_size=a.max_queue_size, max_message_bytes=a.max_message_bytes,
         metrics_port=None if a.metrics_port < 0 else a.metrics_port, metrics_host=a.metrics_host,
         tls_cert=a.tls_cert, tls_key=a.tls_key, tls_client_ca=a.tls_client_ca,
-        tokens=load_tokens(a.token, a.token_file), grace_s=a.grace_s, threads=a.threads,
+        tokens=tokens(a), grace_s=a.grace_s, threads=a.threads,
         ready_file=a.ready_file)
 
 
 def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, str(a.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    from splitinfer.repository import UnknownModel
-
-    from .server import ServeError, serve
     try:
+        from .server import serve
         return serve(options(a))
-    except (ServeError, UnknownModel, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - a startup failure is one line, never a traceback
+        print(f"error: {startup_error(e)}", file=sys.stderr)
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            logging.getLogger("splitinfer.serve").exception("startup failed")
         return 2
+
+
+def startup_error(e: BaseException) -> str:
+    """One line for an exception that stopped a server from starting: the message of the typed
+    errors (bad options, models, TLS files, tokens, ports), the type and message of anything else."""
+    from splitinfer.codec import BitstreamError
+    from splitinfer.repository import UnknownModel
+    from splitinfer.tokens import TokenFileError
+
+    from .server import ServeError
+    from .validation import TlsConfigError
+    typed = (UsageError, ServeError, UnknownModel, TokenFileError, TlsConfigError, BitstreamError,
+             OSError)
+    extra = _repository_errors()
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, typed + extra):
+        return msg
+    return f"{type(e).__name__}: {msg} (--log-level DEBUG prints the traceback)"
+
+
+def _repository_errors() -> tuple[type, ...]:
+    """The model repository's typed load errors, where this version defines them."""
+    import splitinfer.repository as repo
+    return tuple(getattr(repo, n) for n in ("RepositoryError", "ModelError", "ModelLoadError",
+                                            "BrokenModel", "InvalidModel")
+                 if isinstance(getattr(repo, n, None), type))
 
 
 def register(subparsers) -> None:

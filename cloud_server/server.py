@@ -51,8 +51,9 @@ from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 from splitinfer.repository import ModelRepository
 
 from .auth import TokenAuthInterceptor
-from .batcher import DynamicBatcher, Expired, QueueFull, Stopped
-from .metrics import Metrics
+from .batcher import DynamicBatcher, Expired, NonFiniteOutput, QueueFull, Stopped
+from .metrics import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, Metrics
+from .validation import unknown_model
 
 log = logging.getLogger("splitinfer.serve")
 
@@ -76,8 +77,8 @@ class ServerOptions:
     max_queue_size: int = 4096
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_stream_inflight: int = 256      # frames of one stream in flight before it stops reading
-    metrics_port: int | None = 9100     # None: no metrics endpoint; 0: a free port
-    metrics_host: str | None = None     # default: the gRPC host
+    metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint; 0: a free port
+    metrics_host: str | None = None     # default: loopback (DEFAULT_METRICS_HOST)
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None    # require client certificates signed by this CA (mTLS)
@@ -219,8 +220,7 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
         model = self.models.get(name)
         if model is None:
             self._child(self.metrics.requests, method, _UNKNOWN).inc()
-            served = ", ".join(sorted(self.models)) or "none"
-            raise FrameFailure(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r} (served: {served})")
+            raise FrameFailure(*unknown_model(name, self.models))
         self._child(self.metrics.requests, method, name).inc()
         n = len(req.payload)
         if n > self.max_payload:
@@ -251,6 +251,8 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                 r = await fut
             except Expired as e:
                 raise FrameFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(e)) from None
+            except NonFiniteOutput as e:
+                raise FrameFailure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -476,7 +478,7 @@ class Server:
         for svc in ("", SERVICE_NAME):
             await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         if o.metrics_port is not None:
-            self.metrics_port = self.metrics.serve_http(o.metrics_port, o.metrics_host or o.host)
+            self.metrics_port = self.metrics.serve_http(o.metrics_port, o.metrics_host or DEFAULT_METRICS_HOST)
         info = {"port": self.port, "metrics_port": self.metrics_port, "pid": os.getpid(),
                 "models": sorted(self.models), "tls": bool(o.tls_cert), "auth": bool(o.tokens)}
         log.info("serving %s on %s (port %s, metrics %s, max batch %d, tls %s, auth %s)",

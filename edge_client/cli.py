@@ -43,7 +43,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="local model repository with the edge encoder (default: models/ or $SPLITINFER_MODELS)")
     s.add_argument("--json", metavar="OUT", help="write per-frame records and the summary ('-': stdout)")
     s.add_argument("--window", type=int, default=32, help="frames in flight, unanswered (default 32)")
-    s.add_argument("--limit", type=int, help="stream only the first N clouds")
+    s.add_argument("--limit", type=positive_int, help="stream only the first N clouds (N >= 1)")
     s.add_argument("--seed", type=int, default=0, help="point sampling seed")
     s.add_argument("--mesh-points", type=int, default=2048, help="points sampled from each mesh")
     s.add_argument("--fields", default="xyzi",
@@ -54,7 +54,8 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                         "the same bytes), auto (default; env SPLITINFER_CODER)")
     s.add_argument("--token", default=os.environ.get("SPLITINFER_TOKEN"),
                    help="bearer token (default $SPLITINFER_TOKEN)")
-    s.add_argument("--token-file", help="file holding the bearer token")
+    s.add_argument("--token-file", help="token file (one token per line, lines starting with '#' "
+                                        "ignored): its first token is sent")
     s.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
     s.add_argument("--tls-ca", help="PEM root certificate of the server (implies --tls)")
     s.add_argument("--tls-server-name", help="name on the server's certificate, when not the host")
@@ -62,6 +63,17 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="give up after this many seconds without progress (default 30)")
     s.add_argument("--table", action="store_true", help="print a line per frame instead of a progress bar")
     s.add_argument("--quiet", action="store_true", help="no progress, only the summary")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
@@ -100,7 +112,12 @@ def run(a: argparse.Namespace) -> int:
         return 2
     token = a.token
     if a.token_file:
-        token = open(a.token_file).read().strip()
+        from splitinfer.tokens import TokenFileError, read_token
+        try:
+            token = read_token(a.token_file)
+        except TokenFileError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if not a.model and not a.family:
         print("error: --model or --family is required", file=sys.stderr)
         return 2

@@ -51,12 +51,42 @@ def pack_draco(points: np.ndarray, model_id: str, qbits: int, level: int = 10) -
 
 
 # -- cloud: unpack ------------------------------------------------------------------------------------
-def unpack_points(c: Container) -> np.ndarray:
-    """The points (M, 3) float32 of a kind-4 or kind-5 container; raises a BitstreamError."""
+#: Largest coordinate magnitude accepted: the edge sends preprocessed clouds (centred, in the unit
+#: sphere), so anything far outside is not a cloud the model was trained on (and 3e38 overflows it).
+MAX_COORD = 1024.0
+DRACO_MAGIC = b"DRACO"
+_DRACO_POINT_CLOUD = 0          # encoder type of a Draco point-cloud buffer (1: a mesh)
+_DRACO_METADATA_FLAG = 0x8000   # header flag: a metadata block precedes the geometry
+
+
+def draco_point_count(data: bytes) -> int:
+    """The point count a Draco point-cloud buffer declares, read from its header without
+    decoding (magic "DRACO", version major.minor, encoder type, method, flags u16, then the
+    geometry's point count int32 for major version 2). Raises CorruptPayload for a buffer that
+    is not a metadata-free Draco 2.x point cloud."""
+    if len(data) < 15 or data[:5] != DRACO_MAGIC:
+        raise CorruptPayload("the payload is not a Draco buffer (no 'DRACO' header)")
+    major, encoder_type, flags = data[5], data[7], int.from_bytes(data[9:11], "little")
+    if major != 2:
+        raise CorruptPayload(f"Draco bitstream version {major}.{data[6]} is not accepted (2.x is)")
+    if encoder_type != _DRACO_POINT_CLOUD:
+        raise CorruptPayload(f"the Draco buffer is not a point cloud (encoder type {encoder_type})")
+    if flags & _DRACO_METADATA_FLAG:
+        raise CorruptPayload("Draco metadata is not accepted")
+    return int.from_bytes(data[11:15], "little", signed=True)
+
+
+def unpack_points(c: Container, max_points: int = MAX_POINTS) -> np.ndarray:
+    """The points (M, 3) float32 of a kind-4 or kind-5 container; raises a BitstreamError.
+
+    Bounded by ``max_points`` (the model's input) before any allocation: the header's N, and for
+    Draco the point count in the Draco header before decoding (and the decoded count after).
+    Coordinates must be finite and within +-MAX_COORD."""
     if c.kind not in INPUT_KINDS:
         raise CorruptPayload(f"expected a point-cloud input (kind 4 or 5), got kind {int(c.kind)}")
-    if len(c.shape) != 2 or c.shape[1] != 3 or not 1 <= c.shape[0] <= MAX_POINTS:
-        raise CorruptPayload(f"expected a shape (N, 3) with 1 <= N <= {MAX_POINTS}, got {tuple(c.shape)}")
+    limit = min(int(max_points), MAX_POINTS)
+    if len(c.shape) != 2 or c.shape[1] != 3 or not 1 <= c.shape[0] <= limit:
+        raise CorruptPayload(f"expected a shape (N, 3) with 1 <= N <= {limit}, got {tuple(c.shape)}")
     n = c.shape[0]
     if len(c.payloads) != 1:
         raise CorruptPayload(f"expected one payload, got {len(c.payloads)}")
@@ -66,6 +96,9 @@ def unpack_points(c: Container) -> np.ndarray:
             raise CorruptPayload(f"raw payload of {len(data)} bytes for {n} points (expected {12 * n})")
         pts = np.frombuffer(data, dtype="<f4").reshape(n, 3).astype(np.float32)
     else:
+        declared = draco_point_count(data)
+        if not 1 <= declared <= n:
+            raise CorruptPayload(f"Draco header declares {declared} points, the container at most {n}")
         import DracoPy
         try:
             mesh = DracoPy.decode(data)
@@ -76,6 +109,9 @@ def unpack_points(c: Container) -> np.ndarray:
             raise CorruptPayload(f"Draco payload decodes to {len(pts)} points, header says at most {n}")
     if not np.isfinite(pts).all():
         raise CorruptPayload("points are NaN or infinite")
+    if np.abs(pts).max() > MAX_COORD:
+        raise CorruptPayload(f"coordinates beyond +-{MAX_COORD:g} (the edge sends preprocessed "
+                             "clouds: centred, in the unit sphere)")
     return pts
 
 
@@ -101,7 +137,7 @@ class InputClassificationModel:
         c = Container.unpack(data)
         if c.model_id != self.name:
             raise UnknownModel(f"payload is for model {c.model_id!r}, not {self.name!r}")
-        return unpack_points(c)
+        return unpack_points(c, self.points)
 
     def warmup_input(self, batch: int) -> np.ndarray:
         return np.zeros((batch, self.points, 3), np.float32)
