@@ -45,6 +45,8 @@ class ImageCodec:
         self._g_a: InferenceSession | None = None
         self._g_s: InferenceSession | None = None
         self._adaptive = None
+        #: onnxruntime RunOptions of g_a / g_s runs (a server sets arena shrinkage here)
+        self.run_options = None
 
     @property
     def name(self) -> str:
@@ -73,13 +75,13 @@ class ImageCodec:
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32) / 255.0
         if self._g_a is None:
             self._g_a = session(self.config.file("g_a"), self.threads)
-        return self._g_a.run(None, {"x": x})[0][0]
+        return self._g_a.run(None, {"x": x}, self.run_options)[0][0]
 
     def synthesis(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         """y_hat (M, h, w) -> uint8 (height, width, 3)."""
         if self._g_s is None:
             self._g_s = session(self.config.file("g_s"), self.threads)
-        x_hat = self._g_s.run(None, {"y_hat": np.asarray(y_hat, np.float32)[None]})[0][0]
+        x_hat = self._g_s.run(None, {"y_hat": np.asarray(y_hat, np.float32)[None]}, self.run_options)[0][0]
         x = np.clip(np.rint(x_hat * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
         return np.ascontiguousarray(x[:height, :width])
 

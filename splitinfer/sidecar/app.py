@@ -7,10 +7,11 @@
     GET  /healthz  /readyz  /metrics
     GET  /                      a web page over the API
 
-Every failure is a JSON ``{"error": {"code", "message"}}`` with a 4xx status: 413 for an upload
-or image over the limits, 415 for what is not an image, 400 for unreadable images and malformed
-bitstreams (the code names the BitstreamError subclass), 404 for unknown models, 409 for adaptive
-coding asked of a model without it, 422 for invalid parameters.
+Every failure is a JSON ``{"error": {"code", "message"}}`` with a 4xx status or 503: 413 for an
+upload or image over the limits, 408 for a body that does not arrive in time, 415 for what is not
+an image, 400 for unreadable images and malformed bitstreams (the code names the BitstreamError
+subclass), 404 for unknown models, 409 for adaptive coding asked of a model without it, 422 for
+invalid parameters, 503 ``Busy`` (with Retry-After) when the server has all the work it takes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -31,7 +33,7 @@ from ..repository import ModelRepository
 from .metrics import Metrics
 from .routers import health, images, models
 from .schemas import ErrorBody, ErrorDetail
-from . import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from . import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 from .service import ApiError, Sidecar, static_dir, too_large
 
 #: Room for the multipart framing and form fields around an upload of ``max_upload_bytes``.
@@ -66,11 +68,18 @@ def _status_code_name(status: int) -> str:
 
 
 class SidecarMiddleware:
-    """Pure ASGI: caps request bodies (413 before the app reads them), counts and times requests."""
+    """Pure ASGI: reads request bodies before the app does, bounded in size (413 as soon as the
+    bytes received pass the cap, not after reading all), in time (408 when the whole body has
+    not arrived within ``body_timeout_s``) and in number (at most ``max_uploads`` bodies
+    being received at once; more: 503 with Retry-After); counts and times requests."""
 
-    def __init__(self, app, sidecar: Sidecar):
+    def __init__(self, app, sidecar: Sidecar, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+                 max_uploads: int | None = None):
         self.app, self.sidecar = app, sidecar
         self.limit = sidecar.max_upload_bytes + MULTIPART_SLACK
+        self.body_timeout_s = float(body_timeout_s)
+        self.max_uploads = int(max_uploads or 2 * sidecar.concurrency + 2)
+        self.uploads = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -87,7 +96,24 @@ class SidecarMiddleware:
         m.inflight.inc()
         try:
             if scope["method"] in ("POST", "PUT", "PATCH"):
-                replay = await self._read_body(scope, receive, send_wrapper)
+                if self.uploads >= self.max_uploads:
+                    await error_response(scope, self.sidecar, 503, "Busy",
+                                         f"{self.uploads} uploads are being received; retry later",
+                                         headers={"Retry-After": "1", "Connection": "close"})(
+                        scope, receive, send_wrapper)
+                    return
+                self.uploads += 1
+                try:
+                    with anyio.move_on_after(self.body_timeout_s) as timer:
+                        replay = await self._read_body(scope, receive, send_wrapper)
+                finally:
+                    self.uploads -= 1
+                if timer.cancelled_caught:
+                    await error_response(scope, self.sidecar, 408, "RequestTimeout",
+                                         f"the request body did not arrive within "
+                                         f"{self.body_timeout_s:g} s",
+                                         headers={"Connection": "close"})(scope, receive, send_wrapper)
+                    return
                 if replay is None:
                     return
                 receive = replay
@@ -146,12 +172,20 @@ class SidecarMiddleware:
 
 def create_app(repo_root: str | Path | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, concurrency: int | None = None,
-               load_on_startup: bool = True) -> FastAPI:
+               load_on_startup: bool = True, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+               max_uploads: int | None = None, max_inflight_pixels: int | None = None,
+               queue_timeout_s: float = 5.0) -> FastAPI:
     """The sidecar app over the image models of ``repo_root`` (default: SPLITINFER_MODELS or
-    ./models). Models load in the background at startup; /readyz answers 200 once they have."""
+    ./models). Models load in the background at startup; /readyz answers 200 once they have.
+
+    Bounds: ``max_upload_bytes`` and ``max_pixels`` (padded to the codec's 16-pixel grid) per
+    request; ``body_timeout_s`` to receive a body, ``max_uploads`` bodies received at once;
+    ``max_inflight_pixels`` of images coded at once (default 2 x max_pixels), a request that
+    does not fit waiting up to ``queue_timeout_s`` (then 503 Busy, Retry-After)."""
     kw = {"concurrency": concurrency} if concurrency else {}
     sidecar = Sidecar(ModelRepository(repo_root), int(max_upload_bytes), int(max_pixels),
-                      metrics=Metrics(), **kw)
+                      metrics=Metrics(), max_inflight_pixels=max_inflight_pixels,
+                      queue_timeout_s=float(queue_timeout_s), **kw)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -200,7 +234,8 @@ def create_app(repo_root: str | Path | None = None, max_upload_bytes: int = DEFA
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.state.route_paths = frozenset(r.path for router in (images.router, models.router,
                                                             health.router) for r in router.routes)
-    app.add_middleware(SidecarMiddleware, sidecar=sidecar)
+    app.add_middleware(SidecarMiddleware, sidecar=sidecar, body_timeout_s=body_timeout_s,
+                       max_uploads=max_uploads)
     return app
 
 
@@ -211,4 +246,7 @@ def app_from_env() -> FastAPI:
     return create_app(env("SPLITINFER_MODELS") or None,
                       int(env("SPLITINFER_SIDECAR_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
                       int(env("SPLITINFER_SIDECAR_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
-                      int(env("SPLITINFER_SIDECAR_CONCURRENCY", 0)) or None)
+                      int(env("SPLITINFER_SIDECAR_CONCURRENCY", 0)) or None,
+                      body_timeout_s=float(env("SPLITINFER_SIDECAR_BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S)),
+                      max_uploads=int(env("SPLITINFER_SIDECAR_MAX_UPLOADS", 0)) or None,
+                      max_inflight_pixels=int(env("SPLITINFER_SIDECAR_MAX_INFLIGHT_PIXELS", 0)) or None)

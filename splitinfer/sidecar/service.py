@@ -3,11 +3,15 @@ uploads into RGB arrays, and the API errors (every failure becomes an :class:`Ap
 status and a stable code; the app turns it into ``{"error": {"code", "message"}}``)."""
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import io
 import logging
 import os
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +29,13 @@ log = logging.getLogger("splitinfer.sidecar")
 TASK = "image-compression"
 #: Seconds the list of image models is cached between re-reads of the repository.
 CONFIG_TTL = 2.0
+#: The codecs' padding grid: an image is edge-padded to multiples of 16 pixels (the transforms'
+#: downsampling), so its cost is that of the padded size.
+GRID = 16
+#: Largest ratio of the longer image side to the shorter one.
+MAX_ASPECT = 64
+#: Requests of at least this many (padded) pixels give their memory back when they finish.
+TRIM_PIXELS = 512 * 512
 #: Image formats the sidecar decodes (Pillow plugin names); anything else is 415.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
 
@@ -74,6 +85,41 @@ def analysis_module():
     return analysis, None
 
 
+def padded_pixels(width: int, height: int, grid: int = GRID) -> int:
+    """Pixels of a width x height image padded to multiples of ``grid`` (what the codec runs on)."""
+    return -(-width // grid) * grid * (-(-height // grid) * grid)
+
+
+def busy(why: str, retry_after_s: int = 1) -> ApiError:
+    return ApiError(503, "Busy", f"{why}; retry later", headers={"Retry-After": str(retry_after_s)})
+
+
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's malloc_trim; a no-op elsewhere)."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def shrinking_run_options():
+    """onnxruntime RunOptions that shrink the CPU memory arena after each run: a large image's
+    buffers go back to the system instead of staying reserved for the next one."""
+    import onnxruntime as ort
+    ro = ort.RunOptions()
+    ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return ro
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
     """PSNR in dB of two uint8 images (None when identical)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -95,12 +141,23 @@ class Sidecar:
     max_pixels: int = DEFAULT_MAX_PIXELS
     concurrency: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     metrics: Metrics = field(default_factory=Metrics)
+    #: Padded pixels of the images being coded at once (default: twice max_pixels); a request
+    #: that does not fit waits up to queue_timeout_s, then gets 503 with Retry-After.
+    max_inflight_pixels: int | None = None
+    queue_timeout_s: float = 5.0
+    #: Requests waiting for room at once (more: 503 at once).
+    max_waiting: int | None = None
     ready: bool = False
     load_error: str | None = None
     loaded: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.limiter = anyio.CapacityLimiter(self.concurrency)
+        self.max_inflight_pixels = int(self.max_inflight_pixels or 2 * self.max_pixels)
+        self.max_waiting = int(self.max_waiting or 4 * self.concurrency)
+        self.inflight_pixels = 0
+        self.waiting = 0
+        self._room: asyncio.Condition | None = None
         self._load_lock = threading.Lock()
         self._config_lock = threading.Lock()
         self._configs: list[ModelConfig] | None = None
@@ -149,6 +206,8 @@ class Sidecar:
         if codec is None:
             try:
                 codec = self._codecs[key] = self.repo.load(cfg.name, cfg.version)
+                if hasattr(codec, "run_options"):
+                    codec.run_options = shrinking_run_options()
             except UnknownModel as e:
                 raise ApiError(404, "UnknownModel", str(e)) from None
             except (OSError, ValueError, KeyError) as e:
@@ -180,6 +239,40 @@ class Sidecar:
                 self.metrics.ready.set(0)
 
     # -- work ------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def admit(self, pixels: int):
+        """Room for coding an image of ``pixels`` padded pixels: waits while the images in
+        flight would exceed max_inflight_pixels (at most queue_timeout_s, at most max_waiting
+        requests), else 503 Busy with Retry-After. A large request gives its memory back when
+        it leaves."""
+        cost = min(max(int(pixels), 1), self.max_inflight_pixels)
+        if self._room is None:
+            self._room = asyncio.Condition()
+        room = self._room
+        if self.inflight_pixels + cost > self.max_inflight_pixels:
+            if self.waiting >= self.max_waiting:
+                raise busy(f"{self.waiting} requests are already waiting for the codec")
+            self.waiting += 1
+            try:
+                async with room:
+                    await asyncio.wait_for(room.wait_for(
+                        lambda: self.inflight_pixels + cost <= self.max_inflight_pixels),
+                        self.queue_timeout_s)
+            except asyncio.TimeoutError:
+                raise busy(f"the codec is busy with {self.inflight_pixels} pixels "
+                           f"(limit {self.max_inflight_pixels})") from None
+            finally:
+                self.waiting -= 1
+        self.inflight_pixels += cost
+        try:
+            yield
+        finally:
+            self.inflight_pixels -= cost
+            async with room:
+                room.notify_all()
+            if cost >= TRIM_PIXELS:
+                await anyio.to_thread.run_sync(give_back_memory)
+
     async def run(self, op: str, model: str, fn: Callable[..., Any], *args) -> Any:
         """Run CPU-heavy codec work in a worker thread (at most ``concurrency`` at once)."""
         def timed():
@@ -196,15 +289,34 @@ class Sidecar:
         if not data:
             raise ApiError(400, "EmptyUpload", "the upload is empty")
 
-    def check_pixels(self, width: int, height: int) -> None:
-        if width * height > self.max_pixels:
+    def check_pixels(self, width: int, height: int) -> int:
+        """The padded pixel count of a width x height image (its cost); 413 when it is over
+        max_pixels or more elongated than MAX_ASPECT, 400 for an empty one. Called on headers,
+        before anything of that size is allocated."""
+        if width < 1 or height < 1:
+            raise ApiError(400, "UnreadableImage", f"image of {width}x{height} holds no pixels")
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            raise ApiError(413, "AspectRatioTooLarge", f"image of {width}x{height} is more elongated "
+                                                       f"than {MAX_ASPECT}:1")
+        padded = padded_pixels(width, height)
+        if padded > self.max_pixels:
             raise ApiError(413, "TooManyPixels", f"image of {width}x{height} = {width * height} "
-                                                 f"pixels exceeds this server's limit of "
+                                                 f"pixels ({padded} once padded to multiples of "
+                                                 f"{GRID}) exceeds this server's limit of "
                                                  f"{self.max_pixels} pixels")
+        return padded
+
+    def image_pixels(self, data: bytes) -> int:
+        """The padded pixel count of an upload, from its header alone (the checks of read_image
+        before decoding)."""
+        return self._open(data, lambda im: self.check_pixels(*im.size))
 
     def read_image(self, data: bytes) -> np.ndarray:
         """Upload bytes -> uint8 (H, W, 3). 415 not an image, 413 too many pixels, 400 unreadable."""
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        return self._open(data, self._decode)
+
+    def _open(self, data: bytes, then: Callable[[Any], Any]) -> Any:
+        from PIL import Image, UnidentifiedImageError
         self.check_upload(data)
         try:
             im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
@@ -220,19 +332,24 @@ class Sidecar:
         except (OSError, ValueError, SyntaxError, EOFError) as e:
             raise ApiError(400, "UnreadableImage", f"cannot read the image header: {e}") from None
         with im:
-            self.check_pixels(*im.size)
-            try:
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top byte
-                    im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8), "L")
-                rgb = np.asarray(im.convert("RGB"), np.uint8)
-            except Image.DecompressionBombError as e:
-                raise ApiError(413, "TooManyPixels", str(e)) from None
-            except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
-                msg = str(e) or type(e).__name__
-                raise ApiError(400, "UnreadableImage", f"cannot decode the {im.format} image "
-                                                       f"(truncated or corrupt): {msg}") from None
+            return then(im)
+
+    def _decode(self, im) -> np.ndarray:
+        from PIL import Image, ImageOps
+        self.check_pixels(*im.size)
+        fmt = im.format
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top byte
+                im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8), "L")
+            rgb = np.asarray(im.convert("RGB"), np.uint8)
+        except Image.DecompressionBombError as e:
+            raise ApiError(413, "TooManyPixels", str(e)) from None
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
+            msg = str(e) or type(e).__name__
+            raise ApiError(400, "UnreadableImage", f"cannot decode the {fmt} image "
+                                                   f"(truncated or corrupt): {msg}") from None
         if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise ApiError(400, "UnreadableImage", f"image of shape {rgb.shape} holds no pixels")
         return np.ascontiguousarray(rgb)
@@ -246,6 +363,9 @@ class Sidecar:
         if len(c.shape) == 2:
             self.check_pixels(c.shape[1], c.shape[0])
         return c
+
+    def container_pixels(self, c: Container) -> int:
+        return self.check_pixels(c.shape[1], c.shape[0]) if len(c.shape) == 2 else 1
 
 
 def too_large(size: int | None, limit: int) -> ApiError:

@@ -5,6 +5,7 @@ import math
 from pathlib import PurePath
 from typing import Annotated, Any, Optional
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -19,9 +20,11 @@ router = APIRouter(tags=["images"])
 def _errors(*codes: int) -> dict:
     text = {400: "Unreadable image or malformed bitstream (the code names the BitstreamError "
                  "subclass)", 404: "Unknown model", 409: "Adaptive coding asked of a model "
-                 "without an adaptive entropy bottleneck", 413: "Upload over the size limit or "
-                 "image over the pixel limit", 415: "Not an image", 501: "Analysis not available "
-                 "in this build", 503: "No image models are available"}
+                 "without an adaptive entropy bottleneck", 408: "The upload was not received "
+                 "within the body timeout", 413: "Upload over the size limit or image over the "
+                 "pixel or aspect-ratio limit", 415: "Not an image", 501: "Analysis not available "
+                 "in this build", 503: "No image models are available, or the "
+                 "server is busy (Busy, with Retry-After)"}
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 
 
@@ -75,7 +78,7 @@ ImageFile = Annotated[UploadFile, File(description="The image: PNG, JPEG, WebP, 
              responses={200: {"description": "The SPLT container", "headers": RESULT_HEADERS,
                               "content": {"application/octet-stream": {
                                   "schema": {"type": "string", "format": "binary"}}}},
-                        **_errors(400, 404, 409, 413, 415, 503)})
+                        **_errors(400, 404, 408, 409, 413, 415, 503)})
 async def compress(request: Request, file: ImageFile, model_q: ModelQuery = None,
                    adaptive_q: AdaptiveQuery = False, model_f: ModelForm = None,
                    adaptive_f: AdaptiveForm = False) -> Response:
@@ -85,12 +88,15 @@ async def compress(request: Request, file: ImageFile, model_q: ModelQuery = None
     adaptive = adaptive_f or adaptive_q
     codec = sidecar.codec(model, adaptive)          # 404 / 409 before any work
     data = await _upload(sidecar, file)
-    rgb = await sidecar.run("read", codec.name, sidecar.read_image, data)
-    H, W = rgb.shape[:2]
-    try:
-        out = await sidecar.run("compress", codec.name, codec.compress, rgb, adaptive)
-    except BitstreamError as e:
-        raise bitstream_error(e) from None
+    pixels = await anyio.to_thread.run_sync(sidecar.image_pixels, data)  # 413 from the header
+    async with sidecar.admit(pixels):               # 503 Busy when over the work in flight
+        rgb = await sidecar.run("read", codec.name, sidecar.read_image, data)
+        H, W = rgb.shape[:2]
+        try:
+            out = await sidecar.run("compress", codec.name, codec.compress, rgb, adaptive)
+        except BitstreamError as e:
+            raise bitstream_error(e) from None
+        del rgb
     m = sidecar.metrics
     m.images.labels("compress", codec.name, str(adaptive).lower()).inc()
     m.pixels.labels("compress", codec.name).inc(H * W)
@@ -114,7 +120,7 @@ DECOMPRESS_BODY = {"requestBody": {"required": True, "content": {
              responses={200: {"description": "The decoded image", "headers": RESULT_HEADERS,
                               "content": {"image/png": {
                                   "schema": {"type": "string", "format": "binary"}}}},
-                        **_errors(400, 404, 409, 413)})
+                        **_errors(400, 404, 408, 409, 413, 503)})
 async def decompress(request: Request) -> Response:
     """Decode an SPLT container (the raw body, or a multipart field ``file``) to a PNG. The
     model is the one the container names."""
@@ -132,12 +138,14 @@ async def decompress(request: Request) -> Response:
     container = sidecar.parse_bitstream(data)            # 400 / 413 on the header alone
     adaptive = len(container.payloads) == 2
     codec = sidecar.codec(container.model_id, adaptive)  # 404 / 409
-    try:
-        rgb = await sidecar.run("decompress", codec.name, codec.decompress, data)
-    except BitstreamError as e:
-        raise bitstream_error(e) from None
-    png = await sidecar.run("png", codec.name, encode_png, rgb)
-    H, W = rgb.shape[:2]
+    async with sidecar.admit(sidecar.container_pixels(container)):
+        try:
+            rgb = await sidecar.run("decompress", codec.name, codec.decompress, data)
+        except BitstreamError as e:
+            raise bitstream_error(e) from None
+        png = await sidecar.run("png", codec.name, encode_png, rgb)
+        H, W = rgb.shape[:2]
+        del rgb
     m = sidecar.metrics
     m.images.labels("decompress", codec.name, str(adaptive).lower()).inc()
     m.pixels.labels("decompress", codec.name).inc(H * W)
@@ -188,7 +196,7 @@ def _analyze(analysis, codec, rgb: np.ndarray) -> dict:
 
 
 @router.post("/v1/images:analyze", response_model=Analysis, summary="Analyse an image's rates",
-             responses=_errors(400, 404, 413, 415, 501, 503))
+             responses=_errors(400, 404, 408, 413, 415, 501, 503))
 async def analyze(request: Request, file: ImageFile, model_q: ModelQuery = None,
                   model_f: ModelForm = None) -> Analysis:
     """The real coded sizes of an image's latent under the static, adaptive, ideal and
@@ -202,11 +210,13 @@ async def analyze(request: Request, file: ImageFile, model_q: ModelQuery = None,
                                                    f"(splitinfer.image.analysis: {why})")
     codec = sidecar.codec(model_f or model_q or None)   # 404
     data = await _upload(sidecar, file)
-    rgb = await sidecar.run("read", codec.name, sidecar.read_image, data)
-    try:
-        result = await sidecar.run("analyze", codec.name, _analyze, analysis, codec, rgb)
-    except BitstreamError as e:
-        raise bitstream_error(e) from None
+    pixels = await anyio.to_thread.run_sync(sidecar.image_pixels, data)
+    async with sidecar.admit(pixels):
+        rgb = await sidecar.run("read", codec.name, sidecar.read_image, data)
+        try:
+            result = await sidecar.run("analyze", codec.name, _analyze, analysis, codec, rgb)
+        except BitstreamError as e:
+            raise bitstream_error(e) from None
     m = sidecar.metrics
     m.images.labels("analyze", codec.name, str(codec.adaptive is not None).lower()).inc()
     m.pixels.labels("analyze", codec.name).inc(rgb.shape[0] * rgb.shape[1])
