@@ -12,3 +12,5 @@ def register(subparsers) -> None:
     bandwidth(sub)
     from .coder import register as coder
     coder(sub)
+    from .soak import register as soak
+    soak(sub)
