@@ -180,7 +180,7 @@ def create_app(repo_root: str | Path | None = None, max_upload_bytes: int = DEFA
 
     Bounds: ``max_upload_bytes`` and ``max_pixels`` (padded to the codec's 16-pixel grid) per
     request; ``body_timeout_s`` to receive a body, ``max_uploads`` bodies received at once;
-    ``max_inflight_pixels`` of images coded at once (default 2 x max_pixels), a request that
+    ``max_inflight_pixels`` of images coded at once (default max_pixels), a request that
     does not fit waiting up to ``queue_timeout_s`` (then 503 Busy, Retry-After)."""
     kw = {"concurrency": concurrency} if concurrency else {}
     sidecar = Sidecar(ModelRepository(repo_root), int(max_upload_bytes), int(max_pixels),

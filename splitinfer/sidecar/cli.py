@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="largest image in pixels once padded to multiples of 16 (larger: 413)")
     p.add_argument("--max-inflight-pixels", type=int, default=0,
-                   help="pixels of the images coded at once (default: 2 x --max-pixels); more "
-                        "wait briefly, then get 503 with Retry-After")
+                   help="pixels of the images coded at once (default: --max-pixels: one "
+                        "full-size image, or several smaller); more wait briefly, then get 503 "
+                        "with Retry-After")
     p.add_argument("--body-timeout-s", type=float, default=DEFAULT_BODY_TIMEOUT_S,
                    help=f"seconds a request body may take to arrive (slower: 408; default "
                         f"{DEFAULT_BODY_TIMEOUT_S:g})")

@@ -141,7 +141,7 @@ class Sidecar:
     max_pixels: int = DEFAULT_MAX_PIXELS
     concurrency: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     metrics: Metrics = field(default_factory=Metrics)
-    #: Padded pixels of the images being coded at once (default: twice max_pixels); a request
+    #: Padded pixels of the images being coded at once (default: max_pixels, one full-size image); a request
     #: that does not fit waits up to queue_timeout_s, then gets 503 with Retry-After.
     max_inflight_pixels: int | None = None
     queue_timeout_s: float = 5.0
@@ -153,7 +153,7 @@ class Sidecar:
 
     def __post_init__(self):
         self.limiter = anyio.CapacityLimiter(self.concurrency)
-        self.max_inflight_pixels = int(self.max_inflight_pixels or 2 * self.max_pixels)
+        self.max_inflight_pixels = int(self.max_inflight_pixels or self.max_pixels)
         self.max_waiting = int(self.max_waiting or 4 * self.concurrency)
         self.inflight_pixels = 0
         self.waiting = 0
