@@ -110,14 +110,15 @@ def run(a: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    token = a.token
-    if a.token_file:
-        from splitinfer.tokens import TokenFileError, read_token
-        try:
-            token = read_token(a.token_file)
-        except TokenFileError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    from splitinfer.tokens import TokenFileError, read_token, valid_token
+    token = (a.token or "").strip() or None
+    try:
+        token = read_token(a.token_file) if a.token_file else token
+        if token is not None and not valid_token(token):
+            raise TokenFileError("--token is printable ASCII without spaces")
+    except TokenFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not a.model and not a.family:
         print("error: --model or --family is required", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import pytest
 from service_utils import ROOT, SAMPLE, encoded, input_model_repo, model_name, start_server
 
 from splitinfer.codec import Container, PayloadKind
-from splitinfer.pointcloud.input_model import draco_point_count, pack_draco, pack_raw, unpack_points
+from splitinfer.pointcloud.input_model import pack_draco, pack_raw, unpack_points
 from splitinfer.pointcloud.preprocess import preprocess
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
@@ -76,7 +76,10 @@ def test_a_huge_coordinate_is_invalid_argument_not_nan(stub, cloud):
 def test_the_batcher_answers_non_finite_logits_with_an_error_per_input():
     """The last guard: an input whose logits are not finite gets NonFiniteOutput, the others of
     its batch their answers."""
-    from cloud_server.batcher import DynamicBatcher, NonFiniteOutput
+    from cloud_server import batcher
+    from cloud_server.batcher import DynamicBatcher
+    NonFiniteOutput = getattr(batcher, "NonFiniteOutput", None)
+    assert NonFiniteOutput is not None, "no typed error for non-finite logits"
 
     def run(x):  # logits = the inputs themselves (a real, if trivial, model)
         return x.astype(np.float32)
@@ -94,6 +97,7 @@ def test_the_batcher_answers_non_finite_logits_with_an_error_per_input():
 
 # -- item 3: Draco amplification --------------------------------------------------------------------
 def test_draco_point_count_is_read_from_the_header(cloud):
+    from splitinfer.pointcloud.input_model import draco_point_count
     d = Container.unpack(pack_draco(cloud, PLAIN, 11)).payloads[0]
     assert draco_point_count(d) == 1024
 
@@ -253,12 +257,9 @@ def test_no_auth_serves_without_tokens(repo_dir, tmp_path):
 
 
 def test_token_file_format_is_shared_by_server_and_client(tmp_path):
-    from splitinfer.tokens import parse_tokens, read_token
     text = "# tokens of the fleet\n  S3cr3t#2024-rotated  \n\n#old-token\nsecond\n"
-    assert parse_tokens(text) == ["S3cr3t#2024-rotated", "second"]
     f = tmp_path / "tokens"
     f.write_text(text)
-    assert read_token(f) == "S3cr3t#2024-rotated"
     micro = model_name("micro")
     srv = start_server([micro], ["--token-file", str(f)])
     try:
@@ -283,6 +284,9 @@ def test_token_file_format_is_shared_by_server_and_client(tmp_path):
         assert "2/2 answered" in r.stdout, r.stdout
     finally:
         assert srv.stop() == 0
+    from splitinfer.tokens import parse_tokens, read_token
+    assert parse_tokens(text) == ["S3cr3t#2024-rotated", "second"]
+    assert read_token(f) == "S3cr3t#2024-rotated"
 
 
 # -- item 18 -------------------------------------------------------------------------------------------

@@ -131,8 +131,7 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-@pytest.fixture(scope="module")
-def real_sidecar(tmp_path_factory):
+def _sidecar_process(tmp_path_factory, extra):
     """The sidecar process over the shipped image codecs, 1024 x 1024 at most."""
     cfg = ROOT / "models" / IMAGE_MODEL / "1" / "config.json"
     if not cfg.exists():
@@ -140,10 +139,19 @@ def real_sidecar(tmp_path_factory):
     repo = tmp_path_factory.mktemp("images")
     (repo / IMAGE_MODEL).symlink_to(cfg.parent.parent)
     tmp = tmp_path_factory.mktemp("sidecar")
-    proc = _script().SidecarProcess(repo, extra=["--max-pixels", str(1024 * 1024), "--concurrency", "1",
-                                                 "--body-timeout-s", "1.5", "--max-uploads", "2"],
-                                    log=tmp / "sidecar.log")
-    with proc:
+    return _script().SidecarProcess(repo, extra=["--max-pixels", str(1024 * 1024), "--concurrency", "1",
+                                                 *extra], log=tmp / "sidecar.log")
+
+
+@pytest.fixture(scope="module")
+def real_sidecar(tmp_path_factory):
+    with _sidecar_process(tmp_path_factory, []) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def upload_sidecar(tmp_path_factory):
+    with _sidecar_process(tmp_path_factory, ["--body-timeout-s", "1.5", "--max-uploads", "2"]) as proc:
         yield proc
 
 
@@ -186,8 +194,8 @@ def _status(s: socket.socket) -> int:
     return int(data.split()[1]) if data else 0
 
 
-def test_a_slow_body_is_408(real_sidecar):
-    port = real_sidecar.port
+def test_a_slow_body_is_408(upload_sidecar):
+    port = upload_sidecar.port
     head = (b"POST /v1/images:decompress HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream"
             b"\r\nContent-Length: 100000\r\n\r\n")
     t0 = time.monotonic()
@@ -196,8 +204,8 @@ def test_a_slow_body_is_408(real_sidecar):
     assert time.monotonic() - t0 < 6
 
 
-def test_concurrent_uploads_are_bounded(real_sidecar):
-    port = real_sidecar.port
+def test_concurrent_uploads_are_bounded(upload_sidecar):
+    port = upload_sidecar.port
     head = (b"POST /v1/images:decompress HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream"
             b"\r\nContent-Length: 100000\r\n\r\n")
     slow = [_raw_request(port, head, b"SPLT") for _ in range(2)]
@@ -207,9 +215,9 @@ def test_concurrent_uploads_are_bounded(real_sidecar):
     assert sorted(_status(s) for s in slow) == [408, 408]
 
 
-def test_a_streamed_body_over_the_limit_is_413_before_it_ends(real_sidecar):
+def test_a_streamed_body_over_the_limit_is_413_before_it_ends(upload_sidecar):
     """Chunked, no Content-Length: refused once the bytes received pass the cap."""
-    port = real_sidecar.port
+    port = upload_sidecar.port
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"POST /v1/images:decompress HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
               b"Content-Type: application/octet-stream\r\n\r\n")
