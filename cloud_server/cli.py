@@ -9,8 +9,7 @@ import sys
 #: Default port of the metrics endpoint (not 9100, node_exporter's) and its default address:
 #: loopback only (docs/operations.md says how to expose it). Defined here, where argparse needs
 #: them without importing prometheus_client (an edge-only install registers ``serve`` too).
-DEFAULT_METRICS_PORT = 9415
-DEFAULT_METRICS_HOST = "127.0.0.1"
+from .defaults import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:

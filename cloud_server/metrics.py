@@ -10,7 +10,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
 
-from .cli import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
+from .defaults import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
 
 __all__ = ["DEFAULT_METRICS_HOST", "DEFAULT_METRICS_PORT", "Metrics", "MetricsEndpoint"]
 

@@ -49,7 +49,6 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--fields", default="xyzi",
                    help="float32 record layout of .bin scans, e.g. xyzi (KITTI, default) or xyz")
     s.add_argument("--coder", choices=["auto", "constriction", "python"],
-                   default=os.environ.get("SPLITINFER_CODER", "auto"),
                    help="range coder: constriction (fast, where it installs), python (everywhere; "
                         "the same bytes), auto (default; env SPLITINFER_CODER)")
     s.add_argument("--token", default=os.environ.get("SPLITINFER_TOKEN"),
@@ -106,7 +105,8 @@ def run(a: argparse.Namespace) -> int:
     sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     from splitinfer.codec import coders
     try:
-        coders.set_default(a.coder)
+        if a.coder:   # otherwise SPLITINFER_CODER, else auto
+            coders.set_default(a.coder)
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

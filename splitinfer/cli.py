@@ -17,6 +17,9 @@ ENVIRONMENT = """environment variables:
   SPLITINFER_SIDECAR_MAX_UPLOAD_BYTES   sidecar workers: largest upload (set from --max-upload-mb)
   SPLITINFER_SIDECAR_MAX_PIXELS         sidecar workers: largest image (set from --max-pixels)
   SPLITINFER_SIDECAR_CONCURRENCY        sidecar workers: codec calls at a time
+  SPLITINFER_SIDECAR_BODY_TIMEOUT_S     sidecar workers: seconds to receive a body (--body-timeout-s)
+  SPLITINFER_SIDECAR_MAX_UPLOADS        sidecar workers: uploads read at once (--max-uploads)
+  SPLITINFER_SIDECAR_MAX_INFLIGHT_PIXELS  sidecar workers: pixels coded at once (--max-inflight-pixels)
 """
 
 

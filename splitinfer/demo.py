@@ -12,99 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parent / "data" / "sample_modelnet40.npz"
-SIZES = ("full", "lite", "micro")
+from cloud_server.process import ServerProcess
 
-
-def pick_models(repo, names: list[str] | None = None, sizes=SIZES) -> list:
-    """The configs to demo: those named, or the most accurate of each size."""
-    configs = repo.list("pointcloud-classification")
-    if names:
-        return [repo.config(n) for n in names]
-    chosen = []
-    for size in sizes:
-        of_size = [c for c in configs if c.raw.get("size") == size]
-        if not of_size:
-            continue
-        at_1024 = [c for c in of_size if int(c.raw.get("points", 0)) == 1024] or of_size
-
-        def key(c):
-            m = c.raw.get("metrics") or {}
-            return (m.get("test_accuracy") or 0.0, -(m.get("bits_mean") or 1e9))
-        chosen.append(max(at_1024, key=key))
-    return chosen
-
-
-class ServerProcess:
-    """``python -m cloud_server`` as a child process on a free loopback port."""
-
-    def __init__(self, models: list[str], models_dir: str | None = None, extra: list[str] | None = None,
-                 port: int = 0, host: str = "127.0.0.1", env: dict | None = None, timeout_s: float = 120.0,
-                 prefix: list[str] | None = None):
-        """prefix: a command to run the server under, e.g. ``ip netns exec NS`` (a namespace)."""
-        self.tmp = tempfile.TemporaryDirectory(prefix="splitinfer-serve-")
-        self.ready_file = Path(self.tmp.name) / "ready.json"
-        self.log_path = Path(self.tmp.name) / "server.log"
-        cmd = [sys.executable, "-m", "cloud_server", "--host", host, "--port", str(port),
-               "--metrics-port", "0", "--ready-file", str(self.ready_file), "--log-level", "WARNING"]
-        if models_dir:
-            cmd += ["--models", str(models_dir)]
-        for m in models:
-            cmd += ["--model", m]
-        cmd += extra or []
-        cmd = list(prefix or []) + cmd
-        root = Path(__file__).resolve().parents[1]
-        penv = dict(os.environ, **(env or {}))
-        penv["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), penv.get("PYTHONPATH", "")) if p)
-        penv.setdefault("OMP_NUM_THREADS", "1")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=penv, cwd=root)
-        self.host = host
-        self.info = self._wait(timeout_s)
-        self.port = self.info["port"]
-        self.metrics_port = self.info.get("metrics_port")
-        self.address = f"{host}:{self.port}"
-
-    def _wait(self, timeout_s: float) -> dict:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with status {self.proc.returncode}:\n{self.log()}")
-            if self.ready_file.exists():
-                return json.loads(self.ready_file.read_text())
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()[-4000:]
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.tmp.cleanup()
-        return self.proc.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+from .data import SAMPLE
+from .repository import SIZES, pick_models
 
 
 def _f(v, spec):

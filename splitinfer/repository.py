@@ -123,3 +123,25 @@ class ModelRepository:
                 else:
                     raise UnknownModel(f"model {name!r} has an unknown task {cfg.task!r}")
             return self._loaded[key]
+
+
+SIZES = ("full", "lite", "micro")
+
+
+def pick_models(repo, names: list[str] | None = None, sizes=SIZES) -> list:
+    """The configs to demo: those named, or the most accurate of each size."""
+    configs = repo.list("pointcloud-classification")
+    if names:
+        return [repo.config(n) for n in names]
+    chosen = []
+    for size in sizes:
+        of_size = [c for c in configs if c.raw.get("size") == size]
+        if not of_size:
+            continue
+        at_1024 = [c for c in of_size if int(c.raw.get("points", 0)) == 1024] or of_size
+
+        def key(c):
+            m = c.raw.get("metrics") or {}
+            return (m.get("test_accuracy") or 0.0, -(m.get("bits_mean") or 1e9))
+        chosen.append(max(at_1024, key=key))
+    return chosen

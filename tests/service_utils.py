@@ -17,7 +17,7 @@ SAMPLE = ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"
 
 def model_name(size: str = "micro") -> str:
     """A shipped model of that size (P=1024, the most accurate), or skip."""
-    from splitinfer.demo import pick_models
+    from splitinfer.repository import pick_models
     from splitinfer.repository import ModelRepository
     chosen = [c for c in pick_models(ModelRepository(), sizes=(size,))]
     if not chosen:
@@ -40,7 +40,7 @@ def torch_blocker(directory: Path) -> Path:
 
 
 def start_server(models: list[str], extra: list[str] | None = None, port: int = 0, blocker: Path | None = None):
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     env = {"PYTHONPATH": str(blocker)} if blocker else None
     if blocker:  # keep a PYTHONPATH the caller had (e.g. a development shim), after the blocker
         import os

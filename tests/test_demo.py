@@ -9,7 +9,7 @@ import sys
 
 from service_utils import ROOT, torch_blocker
 
-from splitinfer.demo import SIZES, pick_models
+from splitinfer.repository import SIZES, pick_models
 from splitinfer.repository import ModelRepository
 
 

@@ -73,7 +73,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def grpc_server(tmp_path_factory):
     pytest.importorskip("DracoPy")
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     repo = input_model_repo(tmp_path_factory.mktemp("models"))
     srv = ServerProcess([PLAIN, model_name("micro")], models_dir=str(repo))
     yield srv

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("splitinfer", "cloud_server", "edge_client")
 LAYERS = [
     ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.data", "splitinfer.proto",
-     "splitinfer.onnx"),
+     "splitinfer.onnx", "splitinfer.tokens"),
     ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.net",
      "splitinfer.sidecar", "cloud_server", "edge_client"),
     ("splitinfer.nn", "splitinfer.training", "splitinfer.baselines", "splitinfer.bench",
@@ -34,10 +34,7 @@ LAYERS = [
 #   runtimes import the repository: a registry that runtimes register with removes the circle;
 # - the cloud-only input model decodes Draco with the baseline module's decoder: that decoder
 #   belongs in the runtime (pointcloud/), the baseline sweep then imports it from there;
-# - the benchmarks start servers with ServerProcess, which lives in demo.py: it belongs in
-#   cloud_server.
-KNOWN = {("splitinfer.bench.bandwidth", "splitinfer.demo"), ("splitinfer.bench.server", "splitinfer.demo"),
-         ("splitinfer.repository", "splitinfer.pointcloud.runtime"),
+KNOWN = {("splitinfer.repository", "splitinfer.pointcloud.runtime"),
          ("splitinfer.repository", "splitinfer.image.codec"),
          ("splitinfer.repository", "splitinfer.pointcloud.input_model"),
          ("splitinfer.pointcloud.input_model", "splitinfer.baselines.draco")}

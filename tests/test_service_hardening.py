@@ -36,7 +36,7 @@ def repo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo_dir):
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     srv = ServerProcess([PLAIN, model_name("micro")], models_dir=str(repo_dir))
     yield srv
     assert srv.stop() == 0, srv.log()
@@ -178,7 +178,7 @@ def test_metrics_default_port_and_loopback():
 
 
 def test_metrics_bind_loopback_even_when_grpc_listens_everywhere(repo_dir):
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     with ServerProcess([PLAIN], models_dir=str(repo_dir), host="0.0.0.0") as srv:
         out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout \
             if shutil.which("ss") else ""
@@ -246,7 +246,7 @@ def test_startup_failures_are_one_error_line(tmp_path):
 
 
 def test_no_auth_serves_without_tokens(repo_dir, tmp_path):
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     empty = tmp_path / "tokens"
     empty.write_text("")
     env = {"SPLITINFER_TOKEN": ""}

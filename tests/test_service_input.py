@@ -24,7 +24,7 @@ def repo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, repo_dir):
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     blocker = torch_blocker(tmp_path_factory.mktemp("notorch"))
     srv = ServerProcess([], models_dir=str(repo_dir), env={"PYTHONPATH": str(blocker)})
     yield srv

@@ -966,7 +966,8 @@ def run_bench(mode: str = "short", link_kind: str = "auto", shape: str = "uplink
               window: int = 64,
               fixed: str | None = None, adaptive_slowdown: float = 1.0, json_out: str | None = None,
               plot_out: str | None = None, progress: bool = True) -> dict:
-    from splitinfer.demo import SAMPLE, ServerProcess
+    from cloud_server.process import ServerProcess
+    from splitinfer.data import SAMPLE
     from splitinfer.net import netns_available
     from splitinfer.repository import ModelRepository
 

@@ -288,7 +288,9 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
               max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
               json_out: str | None = None, plot_out: str | None = None, executor: str = "inline",
               repeats: int = 3) -> dict:
-    from splitinfer.demo import SAMPLE, ServerProcess, pick_models
+    from cloud_server.process import ServerProcess
+    from splitinfer.data import SAMPLE
+    from splitinfer.repository import pick_models
     from splitinfer.repository import ModelRepository
 
     repo = ModelRepository(models_dir)

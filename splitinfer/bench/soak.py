@@ -188,7 +188,8 @@ def _payloads(model: str, models_dir: str | None, count: int = 64) -> list[bytes
 
 
 def _run(a: argparse.Namespace) -> int:
-    from splitinfer.demo import ServerProcess, pick_models
+    from cloud_server.process import ServerProcess
+    from splitinfer.repository import pick_models
     from splitinfer.repository import ModelRepository
     if a.streams < 1 or a.duration <= 0 or a.window < 1:
         print("error: --streams and --window must be at least 1, --duration positive", file=sys.stderr)
