@@ -95,22 +95,6 @@ def format_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in width])] + [line(row) for row in cells])
 
 
-def _models_list(a: argparse.Namespace) -> int:
-    import json
-    from .repository import ModelRepository
-    repo = ModelRepository(a.models)
-    rows = [c.summary() for c in repo.list()]
-    if not rows:
-        raise UserError(f"no models in {repo.root}", "pass --models DIR (or set SPLITINFER_MODELS) to a "
-                        "folder of <name>/<version>/config.json")
-    if a.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    print(format_table(rows, ["name", "version", "task", "size", "points", "lambda", "test_accuracy",
-                              "bits_mean"]))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="splitinfer", description=__doc__, epilog=ENVIRONMENT,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,14 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = ex_sub.add_parser("pointcloud", help="encoder.onnx, classifier.onnx, tables.npz, config.json")
     e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
     e.add_argument("--name", required=True, help="model name, e.g. micro-p1024-l1000")
-    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--version", type=int,
+                   help="new version folder (default: the next free one; versions are immutable)")
     e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_pointcloud)
     e = ex_sub.add_parser("image", help="g_a.onnx, g_s.onnx, tables.npz, config.json")
     e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
     e.add_argument("--name", required=True, help="model name, e.g. image-factorized-q3")
     e.add_argument("--quality", type=int, required=True, help="quality index recorded in the config")
-    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--version", type=int,
+                   help="new version folder (default: the next free one; versions are immutable)")
     e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_image)
 
@@ -214,10 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_eval_pointcloud)
 
     mo = sub.add_parser("models", help="the model repository").add_subparsers(dest="action", required=True)
-    m = mo.add_parser("list", help="list models")
-    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    m.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
-    m.set_defaults(func=_models_list)
+    from .repository_cli import register as register_models  # list, digest
+    register_models(mo)
 
     for register in _plugins():
         register(sub)
@@ -262,6 +246,9 @@ def user_error(e: BaseException) -> UserError | None:
         return UserError(what, "check the path (--data, --checkpoint, --models)")
     if isinstance(e, InvalidPointCloud):
         return UserError(str(e), "pass finite (N, 3) points with N > 0")
+    from .repository import ModelError
+    if isinstance(e, (ModelError, FileExistsError)):  # their messages say how to fix them
+        return UserError(str(e))
     return None
 
 
