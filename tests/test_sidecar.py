@@ -255,7 +255,7 @@ def test_too_many_pixels_is_413(client, repo):
     codec = repo.load(ADAPTIVE_MODEL)
     y = codec.analysis(np.zeros((16, 16, 3), np.uint8))
     huge = Container.unpack(codec.pack(y, 16, 16))
-    forged = Container(huge.model_id, PayloadKind.IMAGE_LATENT, (4000, 4000), huge.payloads).pack()
+    forged = Container(huge.digest, PayloadKind.IMAGE_LATENT, (4000, 4000), huge.payloads).pack()
     error(client.post("/v1/images:decompress", content=forged), 413, "TooManyPixels")
 
 
@@ -289,7 +289,7 @@ def test_corrupt_bitstream_is_400_naming_the_error(client, bitstream, how, code)
     elif how == "empty":
         data = bytearray()
     elif how == "version":
-        data[4] = 99
+        data[2] = 99                                       # the version byte
     r = client.post("/v1/images:decompress", content=bytes(data))
     if how == "empty":
         error(r, 400, "EmptyUpload")
@@ -350,9 +350,9 @@ def test_unknown_model_is_404(client, sample_png, bitstream):
     error(client.post("/v1/images:analyze", params={"model": "nope"},
                       files={"file": ("a.png", sample_png)}), 404, "UnknownModel")
     c = Container.unpack(bitstream)
-    other = Container("no-such-model", c.kind, c.shape, c.payloads).pack()
-    assert "no-such-model" in error(client.post("/v1/images:decompress", content=other), 404,
-                                    "UnknownModel")
+    other = Container("0123456789abcdef", c.kind, c.shape, c.payloads).pack()
+    assert "0123456789abcdef" in error(client.post("/v1/images:decompress", content=other), 404,
+                                       "UnknownModel")
 
 
 def test_adaptive_unavailable_is_409(client, repo, sample_png):
@@ -361,7 +361,7 @@ def test_adaptive_unavailable_is_409(client, repo, sample_png):
     assert STATIC_MODEL in msg
     # an adaptive bitstream relabelled for the model without the adaptive part
     c = Container.unpack(repo.load(ADAPTIVE_MODEL).compress(load_rgb(SAMPLE), adaptive=True))
-    relabelled = Container(STATIC_MODEL, c.kind, c.shape, c.payloads).pack()
+    relabelled = Container(repo.config(STATIC_MODEL).digest, c.kind, c.shape, c.payloads).pack()
     error(client.post("/v1/images:decompress", content=relabelled), 409, "AdaptiveUnavailable")
 
 
