@@ -1,5 +1,6 @@
 """Torch-free factorized-prior image codec: ONNX g_a / g_s (onnxruntime), range coding of y_hat
-with the model's static CDF tables (or per-image adaptive ones), inside the SPLT container bound to the model's digest.
+with the model's static CDF tables (or per-image adaptive ones), inside the SPLT container
+bound to the model's digest.
 
 Container (docs/bitstream.md): kind 2 (image latent), shape (H, W) of the image, payloads
 ``[y]`` with the static tables or ``[q, y]`` with adaptive encoding distributions (q is the side

@@ -16,7 +16,7 @@ class ErrorDetail(BaseModel):
                                   "the BitstreamError subclass (BadMagic, TruncatedBitstream, ...)",
                       examples=["BadMagic"])
     message: str = Field(description="What went wrong, for people", examples=[
-        "bitstream rejected (BadMagic): expected magic b'SPLT', got b'\\x89PNG'"])
+        "bitstream rejected (BadMagic): expected magic b'SP' at byte 0, found b'\\x89P'"])
 
 
 class ErrorBody(BaseModel):
