@@ -312,14 +312,11 @@ class ModelRepository:
                                + (f" version {version}" if version else "") + f" (known: {known})")
         return max(candidates, key=lambda c: c.version)
 
-    def by_digest(self, digest: str, task: str | None = None) -> ModelConfig:
-        """The model version whose digest starts with ``digest`` (hex); UnknownModel if none."""
+    def by_digest(self, digest: str, task: str | None = None) -> list[ModelConfig]:
+        """The model versions (of ``task``) whose digest starts with ``digest`` (hex): the same
+        files may be shipped under several names."""
         prefix = str(digest).lower()
-        for c in self.list(task):
-            if c.digest.startswith(prefix):
-                return c
-        raise UnknownModel(f"no model with digest {prefix[:64]} in {self.root}"
-                           + (f" (task {task})" if task else ""))
+        return [c for c in self.list(task) if c.digest.startswith(prefix)]
 
     def verify(self, cfg: ModelConfig, roles: Iterable[str] | None = None) -> None:
         """Check the artifacts (of ``roles``, default all) against the checksums in its config."""

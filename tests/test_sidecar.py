@@ -449,6 +449,34 @@ def test_not_ready_without_models(tmp_path):
         error(compress(c, b"x"), 503, "NoModels")
 
 
+def test_broken_models_are_skipped_and_listed_in_readiness(image_repo, tmp_path, sample_png):
+    """A truncated config.json and a model with an altered file: the sidecar serves the good
+    model and names the broken ones (file and fix) in /readyz."""
+    import shutil
+    root = tmp_path / "models"
+    shutil.copytree(image_repo, root)
+    cfg = root / STATIC_MODEL / "1" / "config.json"
+    cfg.write_text(cfg.read_text()[:150])
+    shutil.copytree(root / ADAPTIVE_MODEL, root / "image-tiny-altered")
+    altered = root / "image-tiny-altered" / "1"
+    text = (altered / "config.json").read_text().replace(ADAPTIVE_MODEL, "image-tiny-altered")
+    (altered / "config.json").write_text(text)
+    (altered / "g_s.onnx").write_bytes((altered / "g_s.onnx").read_bytes() + b"\0")
+    with TestClient(create_app(root, load_on_startup=False)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        ready = r.json()
+        assert ready["models"] == [ADAPTIVE_MODEL]
+        broken = {b["path"]: b["error"] for b in ready["broken"]}
+        assert set(broken) == {str(cfg), str(altered / "g_s.onnx")}
+        assert "not valid JSON" in broken[str(cfg)] and "sha256" in broken[str(altered / "g_s.onnx")]
+        assert c.get("/v1/models").status_code == 200
+        r = compress(c, sample_png, model=ADAPTIVE_MODEL)
+        assert r.status_code == 200
+        assert c.post("/v1/images:decompress", content=r.content).status_code == 200
+        error(compress(c, sample_png, model="image-tiny-altered"), 503, "ModelUnavailable")
+
+
 # ------------------------------------------------------------------------------- command line
 
 

@@ -148,12 +148,16 @@ class Sidecar:
         carries (a version-1 container: by the model name; 404 when there is none)."""
         if container.version == 1:
             return self.codec(container.model_id, adaptive)
-        try:
-            cfg = self.repo.by_digest(container.digest_hex, TASK)
-        except UnknownModel as e:
-            raise ApiError(404, "UnknownModel", f"{e}: the bitstream was made by an image model "
-                                                "this server does not have") from None
-        return self._codec(cfg, adaptive)
+        failure = ApiError(404, "UnknownModel", f"no image model with digest "
+                                                f"{container.digest_hex} in {self.repo.root}: the "
+                                                "bitstream was made by a model this server does "
+                                                "not have")
+        for cfg in self.repo.by_digest(container.digest_hex, TASK):  # the same files, any name
+            try:
+                return self._codec(cfg, adaptive)
+            except ApiError as e:  # a broken copy: try the next
+                failure = e
+        raise failure
 
     def _codec(self, cfg: ModelConfig, adaptive: bool = False):
         if adaptive and not has_adaptive(cfg):
