@@ -399,11 +399,12 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
             b.stop()
 
 
-def load_models(opts: ServerOptions) -> dict:
+def load_models(opts: ServerOptions, broken: list | None = None) -> dict:
     """The served models, keyed ``NAME`` (newest version) and ``NAME@VERSION`` (older ones).
     Every model of the repository by default: a broken one is logged (one ``error:`` line) and
     skipped, the others serve. A model named in ``opts.models`` that is broken stops the start
-    (ServeError naming the file and the fix)."""
+    (ServeError naming the file and the fix). ``broken`` receives (path, message) of each
+    model skipped."""
     repo = ModelRepository(opts.models_dir)
     try:
         configs = repo.select(opts.models, SERVED_TASKS)
@@ -435,6 +436,8 @@ def load_models(opts: ServerOptions) -> dict:
     models = {cfg.name if cfg.version == newest[cfg.name] else cfg.ref: model for cfg, model in loaded}
     for path, message in repo.errors:
         log.error("error: %s: %s (model skipped)", path, message)
+    if broken is not None:
+        broken.extend(repo.errors)
     if not models:
         raise ServeError(f"no model of {repo.root} could be loaded ({len(repo.errors)} broken)")
     return models
@@ -458,7 +461,8 @@ class Server:
     def __init__(self, opts: ServerOptions, models: dict | None = None):
         self.opts = opts
         self.metrics = Metrics()
-        self.models = models if models is not None else load_models(opts)
+        self.broken: list[tuple[str, str]] = []   # models skipped at load: (path, message)
+        self.models = models if models is not None else load_models(opts, self.broken)
         self.metrics.models.set(len(self.models))
         self.servicer = InferenceServicer(self.models, opts, self.metrics)
         self.health = health_aio.HealthServicer()
@@ -510,7 +514,8 @@ class Server:
         if o.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(o.metrics_port, o.metrics_host or o.host)
         info = {"port": self.port, "metrics_port": self.metrics_port, "pid": os.getpid(),
-                "models": sorted(self.models), "tls": bool(o.tls_cert), "auth": bool(o.tokens)}
+                "models": sorted(self.models), "tls": bool(o.tls_cert), "auth": bool(o.tokens),
+                "broken": [{"path": p, "error": m} for p, m in self.broken]}
         log.info("serving %s on %s (port %s, metrics %s, max batch %d, tls %s, auth %s)",
                  ", ".join(sorted(self.models)), o.host, self.port, self.metrics_port,
                  o.max_batch_size, info["tls"], info["auth"])

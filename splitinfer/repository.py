@@ -287,12 +287,14 @@ class ModelRepository:
     def names(self) -> list[str]:
         return sorted({c.name for c in self.list()})
 
-    def _broken_for(self, name: str, version: int | None) -> tuple[str, str] | None:
+    def _broken_for(self, name: str, version: int | None) -> tuple[str, str, int] | None:
+        """(path, message, version) of a broken version of ``name`` (any version when None)."""
         for path, message in self.errors:
             p = Path(path)
             parts = p.relative_to(self.root).parts if p.is_relative_to(self.root) else ()
-            if parts and parts[0] == name and (version is None or parts[1:2] == (str(version),)):
-                return path, message
+            if len(parts) >= 2 and parts[0] == name and parts[1].isdigit() and (
+                    version is None or int(parts[1]) == version):
+                return path, message, int(parts[1])
         return None
 
     def config(self, name: str, version: int | None = None) -> ModelConfig:
@@ -304,8 +306,8 @@ class ModelRepository:
         candidates = [c for c in configs if c.name == name and (version is None or c.version == version)]
         broken = self._broken_for(name, version)
         if broken and (not candidates or version is not None
-                       or int(Path(broken[0]).parent.name) > max(c.version for c in candidates)):
-            raise ModelError(*broken)
+                       or broken[2] > max(c.version for c in candidates)):
+            raise ModelError(*broken[:2])
         if not candidates:
             known = ", ".join(sorted({c.name for c in configs})) or "none"
             raise UnknownModel(f"unknown model {name[:200]!r}"
@@ -340,7 +342,7 @@ class ModelRepository:
             older = [c for c in self.list() if c.name == name and c.version < newest.version]
             broken = self._broken_for(name, None)
             if broken:
-                raise ModelError(*broken)
+                raise ModelError(*broken[:2])
             out += older + [newest]
         return list({c.ref: c for c in out}.values())
 

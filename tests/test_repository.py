@@ -221,6 +221,7 @@ def test_serve_skips_broken_models_and_serves_the_others(repo_dir, cloud):
         assert len(errors) == 2 and "Traceback" not in srv.log()
         assert any(str(f) in line and "sha256" in line for line in errors)
         assert any(str(cfg) in line and "not valid JSON" in line for line in errors)
+        assert {b["path"] for b in srv.info["broken"]} == {str(f), str(cfg)}   # the ready file
 
 
 def _serve_fails(repo_dir: Path, model: str) -> str:
