@@ -152,7 +152,9 @@ class Sidecar:
                                                 f"{container.digest_hex} in {self.repo.root}: the "
                                                 "bitstream was made by a model this server does "
                                                 "not have")
-        for cfg in self.repo.by_digest(container.digest_hex, TASK):  # the same files, any name
+        digest = container.digest_hex
+        cached = [c for c in self.configs() if c.digest.startswith(digest)]
+        for cfg in cached or self.repo.by_digest(digest, TASK):  # the same files, any name
             try:
                 return self._codec(cfg, adaptive)
             except ApiError as e:  # a broken copy: try the next
