@@ -312,3 +312,20 @@ def test_decoded_symbols_far_outside_the_range_are_refused():
                     m.decode_latent(encode(y, m.tables))
             else:
                 assert m.decode(m.pack(y))[0] == value
+
+
+def test_an_edge_with_only_the_edge_half_loads_and_encodes(repo_dir, cloud):
+    """A device holds the encoder and tables only: it loads, verified, and its containers carry
+    the full model's digest."""
+    from splitinfer.repository import EDGE_ROLES
+    full = ModelRepository(repo_dir).load(A)
+    (repo_dir / A / "1" / "classifier.onnx").unlink()
+    edge = ModelRepository(repo_dir)
+    m = edge.load(A, roles=EDGE_ROLES)
+    assert m.encode(cloud) == full.encode(cloud)
+    with pytest.raises(ModelError, match="missing"):
+        edge.load(A)       # the cloud half is not there
+    f = repo_dir / A / "1" / "encoder.onnx"
+    f.write_bytes(f.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        ModelRepository(repo_dir).load(A, roles=EDGE_ROLES)
