@@ -131,7 +131,7 @@ def _inside(folder: Path, rel: Any, what: str, cfg_path: Path) -> str:
         raise ModelError(cfg_path, f"{what} {str(rel)[:200]!r} is not a file inside the model "
                                    f"folder {folder}; a config may only name files in its own "
                                    "folder: fix the path or restore the config")
-    return str(p)
+    return rel
 
 
 def read_config(cfg_path: Path, check_digest: bool = True) -> ModelConfig:
@@ -258,6 +258,7 @@ class ModelRepository:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_root()
         self.errors: list[tuple[str, str]] = []
+        self._config_errors: list[tuple[str, str]] = []
         self._load_errors: dict[str, tuple[str, str]] = {}
         self._loaded: dict[tuple[str, int], Any] = {}
         self._verified: dict[tuple[str, int], set[str]] = {}
@@ -275,8 +276,8 @@ class ModelRepository:
                 continue
             if task is None or cfg.task == task:
                 configs.append(cfg)
-        broken_on_load = [v for k, v in self._load_errors.items()]
-        self.errors = errors + [e for e in broken_on_load if e not in errors]
+        self._config_errors = errors
+        self.errors = errors + [e for e in self._load_errors.values() if e not in errors]
         return sorted(configs, key=lambda c: (c.name, c.version))
 
     def broken(self) -> list[dict[str, str]]:
@@ -288,8 +289,9 @@ class ModelRepository:
         return sorted({c.name for c in self.list()})
 
     def _broken_for(self, name: str, version: int | None) -> tuple[str, str, int] | None:
-        """(path, message, version) of a broken version of ``name`` (any version when None)."""
-        for path, message in self.errors:
+        """(path, message, version) of a version of ``name`` (any version when None) whose config
+        is broken (a load failure is retried by the next load)."""
+        for path, message in self._config_errors:
             p = Path(path)
             parts = p.relative_to(self.root).parts if p.is_relative_to(self.root) else ()
             if len(parts) >= 2 and parts[0] == name and parts[1].isdigit() and (

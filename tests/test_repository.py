@@ -329,3 +329,15 @@ def test_an_edge_with_only_the_edge_half_loads_and_encodes(repo_dir, cloud):
     f.write_bytes(f.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="sha256"):
         ModelRepository(repo_dir).load(A, roles=EDGE_ROLES)
+
+
+def test_a_restored_file_loads_again(repo_dir):
+    f = repo_dir / A / "1" / "classifier.onnx"
+    good = f.read_bytes()
+    f.write_bytes(good + b"\0")
+    repo = ModelRepository(repo_dir)
+    with pytest.raises(ModelError):
+        repo.load(A)
+    assert [b["path"] for b in repo.broken()] == [str(f)]
+    f.write_bytes(good)
+    assert repo.load(A) is not None and repo.broken() == []
