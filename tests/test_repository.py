@@ -266,6 +266,14 @@ def test_startup_failures_are_one_error_line_naming_the_file_and_the_fix(repo_di
     (folder / "config.json").write_text(cfg_text)
     line = _serve_fails(repo_dir, A)
     assert str(folder / "classifier.onnx") in line and "sha256" in line
+    # a pickled tables file (recorded as such: the loader refuses it)
+    import pickle
+    shutil.copy(SHIPPED / A / "1" / "classifier.onnx", folder / "classifier.onnx")
+    (folder / "tables.npz").write_bytes(pickle.dumps({"offsets": [0]}))
+    edit_config(folder, sha256={**sums, "tables.npz": sha256(folder / "tables.npz")})
+    write_digest(folder / "config.json")
+    line = _serve_fails(repo_dir, A)
+    assert str(folder / "tables.npz") in line and "pickled data is refused" in line
 
 
 # ---------------------------------------------------------------------------- the CLI and the runtime
