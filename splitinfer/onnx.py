@@ -6,6 +6,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from .errors import ModelError
+
 
 def session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     opts = ort.SessionOptions()
@@ -15,7 +17,6 @@ def session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own Fail / InvalidGraph / NoSuchFile ... types
-        from .repository import ModelError
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "external" in str(e).lower():
             fix = ("the graph keeps its weights in an external data file onnxruntime refuses "

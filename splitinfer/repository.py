@@ -32,17 +32,7 @@ DIGEST_FIX = "run `splitinfer models digest --write` after a deliberate change t
 
 
 from .codec.container import UnknownModel, short_digest  # noqa: E402  (one error type for "no such model")
-
-
-class ModelError(ValueError):
-    """A model version cannot be used: broken config, missing or altered file, a file outside its
-    folder, a digest that does not match, or a file its runtime refuses. The message names the
-    file and the fix."""
-
-    def __init__(self, path: str | Path, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path = str(path)
-        self.reason = message
+from .errors import ModelError  # noqa: E402,F401  (raised here; re-exported)
 
 
 @dataclass(frozen=True)

@@ -283,7 +283,7 @@ def test_models_list_into_head_has_no_traceback():
     r = subprocess.run(f"{sys.executable} -m splitinfer.cli models list | head -1", shell=True,
                        capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert r.stdout.split() == ["NAME", "VERSION", "DIGEST", "TASK", "BITS", "ACCURACY"]
+    assert r.stdout.split() == ["name", "version", "digest", "task", "bits", "accuracy"]
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
 
@@ -292,10 +292,10 @@ def test_models_list_columns_are_aligned(repo_dir):
     r = subprocess.run([sys.executable, "-m", "splitinfer.cli", "models", "list", "--models", str(repo_dir)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    header, row = r.stdout.splitlines()
+    header, rule, row = r.stdout.splitlines()
     assert row.split()[:4] == [A, "1", ModelRepository(repo_dir).config(A).short_digest,
                                "pointcloud-classification"]
-    assert header.index("DIGEST") == row.index(row.split()[2])
+    assert header.index("digest") == row.index(row.split()[2])
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "config.json" in r.stderr
 
 
