@@ -1,8 +1,8 @@
 """The cloud inference service (``splitinfer.v1.Inference``) on grpc.aio.
 
 Per frame: look the model up (NOT_FOUND), check the payload size (RESOURCE_EXHAUSTED), unpack the
-container and range-decode y_hat with constriction on the event loop (any failure:
-INVALID_ARGUMENT), queue y_hat on the model's dynamic batcher (a full queue: UNAVAILABLE, retry
+container and range-decode y_hat with constriction on the event loop (a container made by other
+model files than the served version's: FAILED_PRECONDITION; any other failure: INVALID_ARGUMENT), queue y_hat on the model's dynamic batcher (a full queue: UNAVAILABLE, retry
 later), run the ONNX classifier on the batch, answer label, class name, top-5 and timings.
 Cloud-only models (task ``pointcloud-input-classification``, a plain PointNet) take the same
 path with the points themselves as input: raw float32 or Draco-coded (container kinds 4 and 5,
