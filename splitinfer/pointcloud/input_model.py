@@ -140,7 +140,7 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
     import shutil
     from pathlib import Path
 
-    from ..repository import sha256
+    from ..repository import sha256, write_digest
     onnx = Path(onnx)
     if not onnx.exists():
         raise FileNotFoundError(f"{onnx}: no plain PointNet ONNX (scripts/run_draco_baseline.sh makes it)")
@@ -176,4 +176,5 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
         metrics.setdefault("accuracy", metrics.get("test_accuracy"))
         cfg["metrics"] = metrics
     (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    write_digest(out / "config.json")
     return out
