@@ -1,8 +1,8 @@
 """The cloud inference service (``splitinfer.v1.Inference``) on grpc.aio.
 
 Per frame: look the model up (NOT_FOUND), check the payload size (RESOURCE_EXHAUSTED), unpack the
-container and range-decode y_hat with constriction on the event loop (any failure:
-INVALID_ARGUMENT), queue y_hat on the model's dynamic batcher (a full queue: UNAVAILABLE, retry
+container and range-decode y_hat with constriction on the event loop (a container made by other
+model files than the served version's: FAILED_PRECONDITION; any other failure: INVALID_ARGUMENT), queue y_hat on the model's dynamic batcher (a full queue: UNAVAILABLE, retry
 later), run the ONNX classifier on the batch, answer label, class name, top-5 and timings.
 Cloud-only models (task ``pointcloud-input-classification``, a plain PointNet) take the same
 path with the points themselves as input: raw float32 or Draco-coded (container kinds 4 and 5,
@@ -48,7 +48,8 @@ from grpc_reflection.v1alpha import reflection
 
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
-from splitinfer.repository import ModelRepository
+from splitinfer.codec import ModelMismatch
+from splitinfer.repository import ModelError, ModelRepository
 
 from .auth import TokenAuthInterceptor
 from .batcher import DynamicBatcher, Expired, NonFiniteOutput, QueueFull, Stopped
@@ -218,6 +219,13 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
         t0 = time.perf_counter()
         name = req.model
         model = self.models.get(name)
+        if model is None and "@" in name:  # NAME@VERSION of the newest version, served as NAME
+            base, _, version = name.rpartition("@")
+            model = self.models.get(base)
+            if model is not None and str(model.config.version) == version:
+                name = base
+            else:
+                model = None
         if model is None:
             self._child(self.metrics.requests, method, _UNKNOWN).inc()
             raise FrameFailure(*unknown_model(name, self.models))
@@ -236,6 +244,8 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                 y_hat = model.decode(bytes(req.payload))
             except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, MemoryError):
                 raise
+            except ModelMismatch as e:  # made by other model files: the edge must pull this one
+                raise FrameFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
             except BaseException as e:  # BitstreamError, and anything a random payload provokes
                 raise FrameFailure(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"payload rejected: {type(e).__name__}: {e}") from None
@@ -391,22 +401,47 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
             b.stop()
 
 
-def load_models(opts: ServerOptions) -> dict:
+def load_models(opts: ServerOptions, broken: list | None = None) -> dict:
+    """The served models, keyed ``NAME`` (newest version) and ``NAME@VERSION`` (older ones).
+    Every model of the repository by default: a broken one is logged (one ``error:`` line) and
+    skipped, the others serve. A model named in ``opts.models`` that is broken stops the start
+    (ServeError naming the file and the fix). ``broken`` receives (path, message) of each
+    model skipped."""
     repo = ModelRepository(opts.models_dir)
-    names = opts.models or [c.name for c in repo.list() if c.task in SERVED_TASKS]
-    names = list(dict.fromkeys(names))
-    if not names:
-        raise ServeError(f"no point-cloud models in {repo.root}")
-    models = {}
-    for name in names:
-        model = repo.load(name)
-        model.threads = opts.threads
-        # warm up: create the classifier session and run the batch shapes once (a cloud-only
-        # model, whose input is a whole cloud, once with one cloud)
-        warm = getattr(model, "warmup_input", None)
-        for b in ({1} if warm else {1, min(opts.max_batch_size, 64)}):
-            model.classify(warm(b) if warm else np.zeros((b, model.channels), np.float32))
-        models[model.name] = model
+    try:
+        configs = repo.select(opts.models, SERVED_TASKS)
+    except ModelError as e:
+        raise ServeError(str(e)) from None
+    if not configs:
+        broken = f" ({len(repo.errors)} broken)" if repo.errors else ""
+        raise ServeError(f"no point-cloud models in {repo.root}{broken}")
+    loaded = []
+    for cfg in configs:
+        try:
+            model = repo.load(cfg.name, cfg.version)
+            model.threads = opts.threads
+            # warm up: create the classifier session and run the batch shapes once (a cloud-only
+            # model, whose input is a whole cloud, once with one cloud)
+            warm = getattr(model, "warmup_input", None)
+            for b in ({1} if warm else {1, min(opts.max_batch_size, 64)}):
+                model.classify(warm(b) if warm else np.zeros((b, model.channels), np.float32))
+        except ModelError as e:
+            if opts.models:
+                raise ServeError(str(e)) from None
+            if (e.path, e.reason) not in repo.errors:
+                repo.errors.append((e.path, e.reason))
+            continue
+        loaded.append((cfg, model))
+    newest = {}
+    for cfg, _ in loaded:
+        newest[cfg.name] = max(newest.get(cfg.name, 0), cfg.version)
+    models = {cfg.name if cfg.version == newest[cfg.name] else cfg.ref: model for cfg, model in loaded}
+    for path, message in repo.errors:
+        log.error("error: %s: %s (model skipped)", path, message)
+    if broken is not None:
+        broken.extend(repo.errors)
+    if not models:
+        raise ServeError(f"no model of {repo.root} could be loaded ({len(repo.errors)} broken)")
     return models
 
 
@@ -428,7 +463,8 @@ class Server:
     def __init__(self, opts: ServerOptions, models: dict | None = None):
         self.opts = opts
         self.metrics = Metrics()
-        self.models = models if models is not None else load_models(opts)
+        self.broken: list[tuple[str, str]] = []   # models skipped at load: (path, message)
+        self.models = models if models is not None else load_models(opts, self.broken)
         self.metrics.models.set(len(self.models))
         self.servicer = InferenceServicer(self.models, opts, self.metrics)
         self.health = health_aio.HealthServicer()
@@ -480,7 +516,8 @@ class Server:
         if o.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(o.metrics_port, o.metrics_host or DEFAULT_METRICS_HOST)
         info = {"port": self.port, "metrics_port": self.metrics_port, "pid": os.getpid(),
-                "models": sorted(self.models), "tls": bool(o.tls_cert), "auth": bool(o.tokens)}
+                "models": sorted(self.models), "tls": bool(o.tls_cert), "auth": bool(o.tokens),
+                "broken": [{"path": p, "error": m} for p, m in self.broken]}
         log.info("serving %s on %s (port %s, metrics %s, max batch %d, tls %s, auth %s)",
                  ", ".join(sorted(self.models)), o.host, self.port, self.metrics_port,
                  o.max_batch_size, info["tls"], info["auth"])

@@ -272,8 +272,8 @@ def candidate_from_config(cfg, encode_ms: float = 0.0) -> Candidate:
         raise ValueError(f"model {cfg.name!r} has no measured accuracy in its config")
     bits = float(m.get("bits_mean") or 0.0)
     payload = int(round(bits / 8))
-    header = Container(model_id=cfg.name, kind=PayloadKind.POINTCLOUD_LATENT,
-                       shape=(int(raw["channels"]),), payloads=(b"\x01" * payload,)).header_size
+    header = Container(cfg.digest, PayloadKind.POINTCLOUD_LATENT, (int(raw["channels"]),),
+                       (b"\x01" * payload,)).header_size
     return Candidate(name=cfg.name, accuracy=float(acc), payload_bytes=header + bits / 8,
                      encode_ms=encode_ms, bits=bits, size=str(raw.get("size", "")))
 

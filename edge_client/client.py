@@ -476,10 +476,10 @@ class EdgeClient:
         if not name:
             raise ValueError("no model: pass model= to EdgeClient or to the call")
         if name not in self._models:
-            from splitinfer.repository import ModelRepository
+            from splitinfer.repository import EDGE_ROLES, ModelRepository
             if self._repo is None:
                 self._repo = ModelRepository(self.models_dir)
-            self._models[name] = self._repo.load(name)
+            self._models[name] = self._repo.load(name, roles=EDGE_ROLES)  # the edge half is checked
         return self._models[name]
 
     def encode(self, points, model: str | None = None, name: str = "input") -> tuple[bytes, float]:

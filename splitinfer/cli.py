@@ -98,20 +98,58 @@ def format_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in width])] + [line(row) for row in cells])
 
 
+def _report_broken(repo) -> None:
+    for path, message in repo.errors:
+        print(f"error: {path}: {message}", file=sys.stderr)
+
+
 def _models_list(a: argparse.Namespace) -> int:
+    """Every model version as an aligned table (or JSON); broken ones as error lines, exit 1."""
     import json
     from .repository import ModelRepository
     repo = ModelRepository(a.models)
     rows = [c.summary() for c in repo.list()]
-    if not rows:
-        raise UserError(f"no models in {repo.root}", "pass --models DIR (or set SPLITINFER_MODELS) to a "
-                        "folder of <name>/<version>/config.json")
+    if not rows and not repo.errors:
+        raise UserError(f"no models in {repo.root}", "pass --models DIR (or set SPLITINFER_MODELS) "
+                        "to a folder of <name>/<version>/config.json")
     if a.json:
         print(json.dumps(rows, indent=1))
-        return 0
-    print(format_table(rows, ["name", "version", "task", "size", "points", "lambda", "test_accuracy",
-                              "bits_mean"]))
-    return 0
+    else:
+        for r in rows:
+            r["bits"], r["accuracy"] = r["bits_mean"], r["test_accuracy"]
+        print(format_table(rows, ["name", "version", "digest", "task", "bits", "accuracy"]))
+    _report_broken(repo)
+    return 1 if repo.errors else 0
+
+
+def _models_digest(a: argparse.Namespace) -> int:
+    """Print each model's digest; with --write record it in its config.json (files verified)."""
+    from .repository import ModelError, ModelRepository, read_config, verify_files, write_digest
+    repo = ModelRepository(a.models)
+    wanted = set(a.name or [])
+    failed = 0
+    for cfg_path in sorted(repo.root.glob("*/*/config.json")):
+        if wanted and cfg_path.parent.parent.name not in wanted:
+            continue
+        try:
+            if a.write:
+                digest, changed = write_digest(cfg_path)
+                state = "written" if changed else "recorded"
+            else:
+                cfg = read_config(cfg_path, check_digest=False)
+                verify_files(cfg)
+                digest = cfg.digest
+                recorded = cfg.raw.get("digest")
+                state = ("recorded" if recorded == digest else
+                         "not recorded" if recorded is None else
+                         f"differs from the recorded {str(recorded)[:16]}")
+        except ModelError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        rel = cfg_path.parent.relative_to(repo.root)
+        print(f"{digest}  {rel.parts[0]}@{rel.parts[1]}  {state}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,14 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = ex_sub.add_parser("pointcloud", help="encoder.onnx, classifier.onnx, tables.npz, config.json")
     e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
     e.add_argument("--name", required=True, help="model name, e.g. micro-p1024-l1000")
-    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--version", type=int,
+                   help="new version folder (default: the next free one; versions are immutable)")
     e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_pointcloud)
     e = ex_sub.add_parser("image", help="g_a.onnx, g_s.onnx, tables.npz, config.json")
     e.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt)")
     e.add_argument("--name", required=True, help="model name, e.g. image-factorized-q3")
     e.add_argument("--quality", type=int, required=True, help="quality index recorded in the config")
-    e.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    e.add_argument("--version", type=int,
+                   help="new version folder (default: the next free one; versions are immutable)")
     e.add_argument("--models", default="models", help="model repository (default: models)")
     e.set_defaults(func=_export_image)
 
@@ -217,10 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_eval_pointcloud)
 
     mo = sub.add_parser("models", help="the model repository").add_subparsers(dest="action", required=True)
-    m = mo.add_parser("list", help="list models")
+    m = mo.add_parser("list", help="list every model version: name, version, short digest, task, "
+                                   "bits, accuracy (broken models: one error line each on stderr, "
+                                   "exit 1)")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
     m.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     m.set_defaults(func=_models_list)
+    m = mo.add_parser("digest", help="print each model version's digest after checking its files "
+                                     "against their sha256; --write records it in config.json")
+    m.add_argument("name", nargs="*", help="only these models (default: all)")
+    m.add_argument("--write", action="store_true",
+                   help="record the digest as \"digest\" in each config.json (only that key)")
+    m.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
+    m.set_defaults(func=_models_digest)
 
     for register in _plugins():
         register(sub)
@@ -265,6 +314,9 @@ def user_error(e: BaseException) -> UserError | None:
         return UserError(what, "check the path (--data, --checkpoint, --models)")
     if isinstance(e, InvalidPointCloud):
         return UserError(str(e), "pass finite (N, 3) points with N > 0")
+    from .repository import ModelError
+    if isinstance(e, (ModelError, FileExistsError)):  # their messages say how to fix them
+        return UserError(str(e))
     return None
 
 

@@ -69,9 +69,10 @@ def test_models_list_is_an_aligned_table():
     r = splitinfer("models", "list")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split()[:3] == ["name", "version", "task"] and set(lines[1]) <= {"-", " "}
+    assert lines[0].split() == ["name", "version", "digest", "task", "bits", "accuracy"]
+    assert set(lines[1]) <= {"-", " "}
     starts = [m.start() for m in re.finditer(r"-+", lines[1])]
-    assert len(starts) == 8
+    assert len(starts) == 6
     for line in lines:  # two spaces before every column, on every line
         assert all(line[s - 2:s] == "  " for s in starts[1:]), line
 

@@ -140,7 +140,7 @@ def test_edge_and_cloud_extras_install_no_torch():
 def test_edge_encoding_and_client_work_with_torch_blocked(blocker, micro):
     code = ("import numpy as np; from edge_client import EdgeClient; "
             f"c = EdgeClient('127.0.0.1:1', {micro!r}); b, ms = c.encode(np.random.default_rng(0).normal(size=(500, 3))); "
-            "assert b[:4] == b'SPLT' and ms > 0; c.close()")
+            "assert b[:3] == b'SP\\x02' and ms > 0; c.close()")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(blocker), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env, cwd=ROOT)

@@ -167,11 +167,13 @@ def test_export_writes_roles_and_config(built):
     assert a["training"]["lambda_q"] == pytest.approx(128 * 128 / (768 * 512), rel=1e-4)
     repo = ModelRepository(built["models"])
     repo.verify(repo.config(NAME))
-    # re-exporting the base keeps the adaptive files and section
+    # the adaptive part is part of the model's identity: its digest is recorded
+    assert cfg["digest"] == repo.config(NAME).digest
+    # versions are immutable: exporting into the existing version is refused, nothing changes
     from splitinfer.training.export_image import export_image
-    export_image(built["ckpt"], NAME, 1, models=built["models"])
-    cfg2 = json.loads((built["folder"] / "config.json").read_text())
-    assert cfg2["files"]["h_s_q"] == "h_s_q.onnx" and cfg2["adaptive"] == a
+    with pytest.raises(FileExistsError, match="immutable"):
+        export_image(built["ckpt"], NAME, 1, models=built["models"], version=1)
+    assert json.loads((built["folder"] / "config.json").read_text()) == cfg
 
 
 def test_torch_free_round_trip_is_exact(built, rgbs):
@@ -205,7 +207,7 @@ def test_malformed_side_information_raises_corrupt_payload(built, rgbs):
             pass
     # inside a container with a valid CRC: unpack raises a BitstreamError or returns a latent
     c = Container.unpack(codec.compress(rgbs[0], adaptive=True))
-    bad = Container(model_id=c.model_id, kind=c.kind, shape=c.shape,
+    bad = Container(c.digest, kind=c.kind, shape=c.shape,
                     payloads=(bytes([255 - b for b in c.payloads[0]]) + b"\x01", c.payloads[1]))
     try:
         codec.unpack(bad.pack())

@@ -6,8 +6,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from splitinfer.codec import (BadMagic, CdfTables, Container, CorruptPayload, PayloadKind,
-                              UnknownModel, decode_grid, encode_grid)
+from splitinfer.codec import (BadMagic, CdfTables, Container, CorruptPayload, ModelMismatch,
+                              PayloadKind, UnknownModel, decode_grid, encode_grid)
 
 IMAGES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1]
                  / "splitinfer" / "data" / "images").glob("*.png"))
@@ -97,10 +97,10 @@ def test_codec_errors(tiny_repo):
     data = codec.compress(rgb)
     with pytest.raises(BadMagic):
         codec.decompress(b"XXXX" + data[4:])
-    other = Container("image-other", PayloadKind.IMAGE_LATENT, (32, 32), (b"",)).pack()
-    with pytest.raises(UnknownModel):
+    other = Container("0" * 16, PayloadKind.IMAGE_LATENT, (32, 32), (b"",)).pack()
+    with pytest.raises(ModelMismatch, match=codec.config.digest[:16]):
         codec.decompress(other)
-    wrong_kind = Container("image-tiny", PayloadKind.POINTCLOUD_LATENT, (8,), (b"",)).pack()
+    wrong_kind = Container(codec.digest, PayloadKind.POINTCLOUD_LATENT, (8,), (b"",)).pack()
     with pytest.raises(CorruptPayload):
         codec.decompress(wrong_kind)
     if codec.adaptive is None:

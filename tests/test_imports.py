@@ -3,7 +3,7 @@ included): no import circles, and no upward imports across the layers below.
 
 Layers, bottom to top (a module may import its own layer and the layers below):
 1. core: ``splitinfer`` (the package itself), ``splitinfer.codec``, ``splitinfer.metrics``,
-   ``splitinfer.data``, ``splitinfer.proto``, ``splitinfer.onnx``
+   ``splitinfer.data``, ``splitinfer.proto``, ``splitinfer.onnx``, ``splitinfer.errors``
 2. runtime (torch-free, what the edge, the cloud and the sidecar run): ``splitinfer.repository``,
    ``splitinfer.pointcloud``, ``splitinfer.image``, ``splitinfer.net``, ``splitinfer.sidecar``,
    ``cloud_server``, ``edge_client``
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("splitinfer", "cloud_server", "edge_client")
 LAYERS = [
     ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.data", "splitinfer.proto",
-     "splitinfer.onnx", "splitinfer.tokens"),
+     "splitinfer.onnx", "splitinfer.tokens", "splitinfer.errors"),
     ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.net",
      "splitinfer.sidecar", "cloud_server", "edge_client"),
     ("splitinfer.nn", "splitinfer.training", "splitinfer.baselines", "splitinfer.bench",

@@ -118,11 +118,10 @@ def test_resent_frames_are_answered_again_but_counted_once(stub, server, micro):
     assert metric(server.metrics_port, "splitinfer_duplicate_frames_total", model=micro) - dup_before == 5
 
 
-def _bad_payloads(good: bytes, other: bytes) -> dict[str, bytes]:
+def _bad_payloads(good: bytes) -> dict[str, bytes]:
     rng = random.Random(0)
     bad = {"garbage": b"this is not a container", "truncated": good[: len(good) // 2],
-           "one byte short": good[:-1], "trailing data": good + b"\x00\x01",
-           "other model's payload": other, "empty": b""}
+           "one byte short": good[:-1], "trailing data": good + b"\x00\x01", "empty": b""}
     for i in range(20):
         bad[f"random {i}"] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
     for i in range(20):  # a valid header with corrupted bytes after it
@@ -137,11 +136,7 @@ def _bad_payloads(good: bytes, other: bytes) -> dict[str, bytes]:
 
 def test_bad_payloads_are_invalid_argument_and_server_survives(stub, server, micro):
     good, expected, _ = encoded(micro, 1)
-    try:
-        other = encoded(model_name("lite"), 1)[0][0]
-    except pytest.skip.Exception:
-        other = good[0].replace(micro.encode(), b"x" * len(micro))
-    bad = _bad_payloads(good[0], other)
+    bad = _bad_payloads(good[0])
     for what, payload in bad.items():  # every single-bit flip is caught too (header checks, CRC)
         code, details = _code(stub.Classify, pb2.ClassifyRequest(model=micro, payload=payload), timeout=10)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and details, (what, code, details)
@@ -149,6 +144,50 @@ def test_bad_payloads_are_invalid_argument_and_server_survives(stub, server, mic
     assert server.proc.poll() is None
     assert metric(server.metrics_port, "splitinfer_errors_total", method="Classify",
                   code="INVALID_ARGUMENT") >= len(bad)
+
+
+def test_payload_of_other_model_files_is_failed_precondition(stub, server, micro):
+    """A container made by other files than the served model's (another model, or an older
+    copy of the same name) is refused naming both digests and the fix, never answered."""
+    from splitinfer.codec import Container
+    from splitinfer.repository import ModelRepository
+    served = ModelRepository().config(micro).digest[:16]
+    good = Container.unpack(encoded(micro, 1)[0][0])
+    stale = Container("0123456789abcdef", good.kind, good.shape, good.payloads).pack()
+    payloads = {"stale copy": (stale, "0123456789abcdef")}
+    try:
+        lite = model_name("lite")
+        payloads["another model"] = (encoded(lite, 1)[0][0], ModelRepository().config(lite).digest[:16])
+    except pytest.skip.Exception:
+        pass
+    for what, (payload, theirs) in payloads.items():
+        for call in (stub.Classify, None):
+            if call is None:  # the same per frame on a stream
+                (r,) = stub.ClassifyStream(iter([pb2.ClassifyRequest(model=micro, payload=payload, seq=1)]),
+                                           timeout=10)
+                code, details = r.error.code, r.error.message
+                assert code == grpc.StatusCode.FAILED_PRECONDITION.value[0], (what, r)
+            else:
+                code, details = _code(call, pb2.ClassifyRequest(model=micro, payload=payload), timeout=10)
+                assert code == grpc.StatusCode.FAILED_PRECONDITION, (what, code, details)
+            assert served in details and theirs in details, details
+            assert f"splitinfer models pull --server ADDR {micro}" in details
+
+
+def test_latent_at_the_int32_limits_is_invalid_argument(stub, micro):
+    """A forged latent far outside the model's range (escapes to the int32 limits) is refused,
+    not answered with a confident label."""
+    import numpy as np
+    from splitinfer.codec import encode
+    from splitinfer.repository import ModelRepository
+    m = ModelRepository().load(micro)
+    for value in (2**31 - 1, -2**31):
+        y = np.zeros(m.channels, np.int32)
+        y[::3] = value
+        payload = m.pack(y)
+        code, details = _code(stub.Classify, pb2.ClassifyRequest(model=micro, payload=payload), timeout=10)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "SymbolOutOfRange" in details, details
+        assert len(encode(y, m.tables)) > 0
 
 
 def test_unknown_model_is_not_found(stub, micro):

@@ -51,13 +51,13 @@ def test_the_server_serves_codecs_and_the_input_model(stub):
 
 def test_raw_and_draco_payloads_classified_as_locally(stub, local, clouds):
     for x in clouds:
-        raw = pack_raw(x, PLAIN)
+        raw = pack_raw(x, local.digest)
         assert len(raw) > 12 * 1024 and Container.unpack(raw).kind == PayloadKind.POINTCLOUD_RAW_F32
         want_raw = int(np.argmax(local.classify(x[None])[0]))
         r = stub.Classify(pb2.ClassifyRequest(model=PLAIN, payload=raw), timeout=10)
         assert r.label == want_raw and r.model == PLAIN
         for q in (6, 11):
-            d = pack_draco(x, PLAIN, q)
+            d = pack_draco(x, local.digest, q)
             pts = unpack_points(Container.unpack(d))      # what the server decodes
             assert 0 < len(pts) <= 1024 and np.abs(pts - 0).max() <= 1.01
             want = int(np.argmax(local.classify(pts[None])[0]))
@@ -65,27 +65,34 @@ def test_raw_and_draco_payloads_classified_as_locally(stub, local, clouds):
             assert r.label == want
 
 
-def test_stream_mixes_input_kinds_and_codecs(stub, clouds):
-    reqs = [pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(clouds[0], PLAIN), stream_id="mix", seq=1),
-            pb2.ClassifyRequest(model=PLAIN, payload=pack_draco(clouds[1], PLAIN, 4), stream_id="mix", seq=2),
-            pb2.ClassifyRequest(model=PLAIN, payload=pack_draco(clouds[2], PLAIN, 11), stream_id="mix", seq=3)]
+def test_stream_mixes_input_kinds_and_codecs(stub, local, clouds):
+    d = local.digest
+    reqs = [pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(clouds[0], d), stream_id="mix", seq=1),
+            pb2.ClassifyRequest(model=PLAIN, payload=pack_draco(clouds[1], d, 4), stream_id="mix", seq=2),
+            pb2.ClassifyRequest(model=PLAIN, payload=pack_draco(clouds[2], d, 11), stream_id="mix", seq=3)]
     answers = {r.seq: r for r in stub.ClassifyStream(iter(reqs), timeout=20)}
     assert sorted(answers) == [1, 2, 3]
     assert all(not a.HasField("error") or a.error.code == 0 for a in answers.values())
 
 
 @pytest.mark.parametrize("make", [
-    lambda x: Container(PLAIN, PayloadKind.POINTCLOUD_RAW_F32, (1024, 3), (b"\0" * 100,)).pack(),  # short
-    lambda x: Container(PLAIN, PayloadKind.POINTCLOUD_DRACO, (1024, 3), (b"not draco at all",)).pack(),
-    lambda x: Container(PLAIN, PayloadKind.POINTCLOUD_RAW_F32, (4, 3),
-                        (np.full((4, 3), np.nan, "<f4").tobytes(),)).pack(),                      # NaN
-    lambda x: Container(PLAIN, PayloadKind.POINTCLOUD_LATENT, (16,), (b"",)).pack(),              # a latent
-    lambda x: pack_raw(x, "someone-else"),                                                           # model id
+    lambda x, d: Container(d, PayloadKind.POINTCLOUD_RAW_F32, (1024, 3), (b"\0" * 100,)).pack(),  # short
+    lambda x, d: Container(d, PayloadKind.POINTCLOUD_DRACO, (1024, 3), (b"not draco at all",)).pack(),
+    lambda x, d: Container(d, PayloadKind.POINTCLOUD_RAW_F32, (4, 3),
+                           (np.full((4, 3), np.nan, "<f4").tobytes(),)).pack(),                   # NaN
+    lambda x, d: Container(d, PayloadKind.POINTCLOUD_LATENT, (16,), (b"",)).pack(),              # a latent
 ])
-def test_bad_inputs_are_invalid_argument(stub, clouds, make):
+def test_bad_inputs_are_invalid_argument(stub, local, clouds, make):
     with pytest.raises(grpc.RpcError) as e:
-        stub.Classify(pb2.ClassifyRequest(model=PLAIN, payload=make(clouds[0])), timeout=10)
+        stub.Classify(pb2.ClassifyRequest(model=PLAIN, payload=make(clouds[0], local.digest)), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_points_packed_for_another_model_are_failed_precondition(stub, local, clouds):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Classify(pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(clouds[0], "ab" * 8)), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "abababababababab" in e.value.details() and local.digest[:16] in e.value.details()
 
 
 def test_a_batch_of_clouds_of_different_sizes(local, clouds):

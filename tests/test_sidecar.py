@@ -255,7 +255,7 @@ def test_too_many_pixels_is_413(client, repo):
     codec = repo.load(ADAPTIVE_MODEL)
     y = codec.analysis(np.zeros((16, 16, 3), np.uint8))
     huge = Container.unpack(codec.pack(y, 16, 16))
-    forged = Container(huge.model_id, PayloadKind.IMAGE_LATENT, (4000, 4000), huge.payloads).pack()
+    forged = Container(huge.digest, PayloadKind.IMAGE_LATENT, (4000, 4000), huge.payloads).pack()
     error(client.post("/v1/images:decompress", content=forged), 413, "TooManyPixels")
 
 
@@ -289,7 +289,7 @@ def test_corrupt_bitstream_is_400_naming_the_error(client, bitstream, how, code)
     elif how == "empty":
         data = bytearray()
     elif how == "version":
-        data[4] = 99
+        data[2] = 99                                       # the version byte
     r = client.post("/v1/images:decompress", content=bytes(data))
     if how == "empty":
         error(r, 400, "EmptyUpload")
@@ -350,9 +350,9 @@ def test_unknown_model_is_404(client, sample_png, bitstream):
     error(client.post("/v1/images:analyze", params={"model": "nope"},
                       files={"file": ("a.png", sample_png)}), 404, "UnknownModel")
     c = Container.unpack(bitstream)
-    other = Container("no-such-model", c.kind, c.shape, c.payloads).pack()
-    assert "no-such-model" in error(client.post("/v1/images:decompress", content=other), 404,
-                                    "UnknownModel")
+    other = Container("0123456789abcdef", c.kind, c.shape, c.payloads).pack()
+    assert "0123456789abcdef" in error(client.post("/v1/images:decompress", content=other), 404,
+                                       "UnknownModel")
 
 
 def test_adaptive_unavailable_is_409(client, repo, sample_png):
@@ -361,7 +361,7 @@ def test_adaptive_unavailable_is_409(client, repo, sample_png):
     assert STATIC_MODEL in msg
     # an adaptive bitstream relabelled for the model without the adaptive part
     c = Container.unpack(repo.load(ADAPTIVE_MODEL).compress(load_rgb(SAMPLE), adaptive=True))
-    relabelled = Container(STATIC_MODEL, c.kind, c.shape, c.payloads).pack()
+    relabelled = Container(repo.config(STATIC_MODEL).digest, c.kind, c.shape, c.payloads).pack()
     error(client.post("/v1/images:decompress", content=relabelled), 409, "AdaptiveUnavailable")
 
 
@@ -447,6 +447,34 @@ def test_not_ready_without_models(tmp_path):
         assert "no image-compression models" in error(c.get("/readyz"), 503, "NotReady")
         assert c.get("/v1/models").json()["models"] == []
         error(compress(c, b"x"), 503, "NoModels")
+
+
+def test_broken_models_are_skipped_and_listed_in_readiness(image_repo, tmp_path, sample_png):
+    """A truncated config.json and a model with an altered file: the sidecar serves the good
+    model and names the broken ones (file and fix) in /readyz."""
+    import shutil
+    root = tmp_path / "models"
+    shutil.copytree(image_repo, root)
+    cfg = root / STATIC_MODEL / "1" / "config.json"
+    cfg.write_text(cfg.read_text()[:150])
+    shutil.copytree(root / ADAPTIVE_MODEL, root / "image-tiny-altered")
+    altered = root / "image-tiny-altered" / "1"
+    text = (altered / "config.json").read_text().replace(ADAPTIVE_MODEL, "image-tiny-altered")
+    (altered / "config.json").write_text(text)
+    (altered / "g_s.onnx").write_bytes((altered / "g_s.onnx").read_bytes() + b"\0")
+    with TestClient(create_app(root, load_on_startup=False)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        ready = r.json()
+        assert ready["models"] == [ADAPTIVE_MODEL]
+        broken = {b["path"]: b["error"] for b in ready["broken"]}
+        assert set(broken) == {str(cfg), str(altered / "g_s.onnx")}
+        assert "not valid JSON" in broken[str(cfg)] and "sha256" in broken[str(altered / "g_s.onnx")]
+        assert c.get("/v1/models").status_code == 200
+        r = compress(c, sample_png, model=ADAPTIVE_MODEL)
+        assert r.status_code == 200
+        assert c.post("/v1/images:decompress", content=r.content).status_code == 200
+        error(compress(c, sample_png, model="image-tiny-altered"), 503, "ModelUnavailable")
 
 
 # ------------------------------------------------------------------------------- command line

@@ -80,6 +80,9 @@ def test_export_onnx_matches_torch_and_round_trips(tiny_modelnet, tmp_path, samp
     assert config["onnx_torch_parity"]["mismatched_symbols"] == 0
     assert config["onnx_torch_parity"]["clouds"] == len(sample["labels"])
     assert config["points"] == 128 and config["channels"] == 32
+    assert config["version"] == 1 and config["digest"] == ModelRepository(tmp_path / "models").config("lite-test").digest
+    with pytest.raises(FileExistsError, match="immutable"):   # versions are immutable
+        export_pointcloud(tmp_path / "run" / "best.pt", "lite-test", tmp_path / "models", version=1)
     r = evaluate("lite-test", tiny_modelnet / "modelnet40_test.npz",
                  ModelRepository(tmp_path / "models"), limit=40, progress=False)
     assert r["roundtrip_exact_all"]

@@ -250,7 +250,8 @@ class _Worker:
             payload = self.repo.load(p["model"]).encode(cloud)
         else:
             x = preprocess(cloud, self.plain_points, 0)
-            payload = pack_raw(x, p["model"]) if p["input"] == "raw" else pack_draco(x, p["model"], p["qbits"])
+            digest = self.repo.config(p["model"]).digest
+            payload = pack_raw(x, digest) if p["input"] == "raw" else pack_draco(x, digest, p["qbits"])
         edge_ms = (time.perf_counter() - t0) * 1e3
         rec.update(edge_ms=edge_ms, bytes=len(payload))
         if not send:

@@ -6,14 +6,18 @@ from .container import (
     BitstreamError,
     Container,
     CorruptPayload,
+    DIGEST_BYTES,
     InvalidHeader,
+    ModelMismatch,
     PayloadKind,
+    SymbolOutOfRange,
     TrailingData,
     TruncatedBitstream,
     UnknownModel,
     UnsupportedVersion,
     check_model,
     check_shape,
+    short_digest,
 )
 from . import coders
 from .entropy_coder import decode, encode, encoded_bits
@@ -28,8 +32,11 @@ __all__ = [
     "CdfTables",
     "Container",
     "CorruptPayload",
+    "DIGEST_BYTES",
     "InvalidHeader",
+    "ModelMismatch",
     "PayloadKind",
+    "SymbolOutOfRange",
     "TrailingData",
     "TruncatedBitstream",
     "UnknownModel",
@@ -43,4 +50,5 @@ __all__ = [
     "encoded_bits",
     "escape_payload_bits",
     "quantize_pmf",
+    "short_digest",
 ]

@@ -1,8 +1,18 @@
 """The versioned SPLT bitstream container (byte layout: ``docs/bitstream.md``).
 
-One format for every payload kind::
+Version 2 (written)::
 
-    magic "SPLT" | version u8 | kind u8 | model id (u8 len + UTF-8) | shape (u8 ndim + varints)
+    magic "SP" | version u8 = 2 | kind u8 | model digest (8 bytes) | ndim u8 | shape (varints)
+    | payload count u8 | count x payload length (varint) | payloads | CRC-32 u32 BE
+
+The CRC-32 covers every byte before it, header included. The model digest is the first
+:data:`DIGEST_BYTES` bytes of the model's sha256 digest (``ModelConfig.digest``): a container is
+bound to the exact model files that made it, and a receiver holding other files raises
+:class:`ModelMismatch`.
+
+Version 1 (read only, for one release: containers written before version 2)::
+
+    magic "SPLT" | version u8 = 1 | kind u8 | model id (u8 len + UTF-8) | shape (u8 ndim + varints)
     | payload count u8 | count x (length varint | CRC-32 u32 BE | payload bytes)
 
 Varints are unsigned LEB128, minimal length. Parsing raises a :class:`BitstreamError` subclass
@@ -13,21 +23,25 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 __all__ = [
     "BadMagic",
     "BitstreamError",
     "Container",
     "CorruptPayload",
+    "DIGEST_BYTES",
     "FORMAT_VERSION",
     "InvalidHeader",
     "MAGIC",
+    "MAGIC_V1",
     "MAX_DIM",
     "MAX_NDIM",
     "MAX_PAYLOADS",
     "MAX_PAYLOAD_BYTES",
+    "ModelMismatch",
     "PayloadKind",
+    "SymbolOutOfRange",
     "TrailingData",
     "TruncatedBitstream",
     "UnknownModel",
@@ -36,16 +50,23 @@ __all__ = [
     "check_shape",
     "decode_varint",
     "encode_varint",
+    "short_digest",
 ]
 
-MAGIC = b"SPLT"
-FORMAT_VERSION = 1
+MAGIC = b"SP"
+MAGIC_V1 = b"SPLT"
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+#: Bytes of the model's sha256 digest a container carries (16 hex digits): see docs/bitstream.md
+#: section 1.2 for the choice.
+DIGEST_BYTES = 8
 MAX_NDIM = 8
 MAX_DIM = 2**24
 MAX_PAYLOADS = 255
 MAX_MODEL_ID_BYTES = 255
 MAX_PAYLOAD_BYTES = 2**31
 _MAX_VARINT_BYTES = 10  # enough for any value < 2**70; larger is rejected
+_CRC_BYTES = 4
 
 
 # ---------------------------------------------------------------------------- errors
@@ -60,7 +81,7 @@ class TruncatedBitstream(BitstreamError):
 
 
 class BadMagic(BitstreamError):
-    """The data does not start with b"SPLT"."""
+    """The data does not start with b"SP"."""
 
 
 class UnsupportedVersion(BitstreamError):
@@ -72,15 +93,23 @@ class InvalidHeader(BitstreamError):
 
 
 class CorruptPayload(BitstreamError):
-    """A payload fails its CRC-32 or cannot be entropy-decoded."""
+    """The data fails its CRC-32 or a payload cannot be entropy-decoded."""
 
 
 class TrailingData(BitstreamError):
-    """Extra bytes follow the last payload."""
+    """Extra bytes follow the end of the container."""
 
 
 class UnknownModel(BitstreamError):
-    """The container names a model id the receiver does not have."""
+    """The container names a model (id or digest) the receiver does not have."""
+
+
+class ModelMismatch(BitstreamError):
+    """The container was made by other model files than the receiver's model of that name."""
+
+
+class SymbolOutOfRange(BitstreamError):
+    """Decoded symbols lie far outside anything the model's encoder and tables produce."""
 
 
 class PayloadKind(enum.IntEnum):
@@ -89,6 +118,27 @@ class PayloadKind(enum.IntEnum):
     IMAGE_SIDE_INFO = 3
     POINTCLOUD_RAW_F32 = 4   # cloud-only input: points (N, 3) as float32 little-endian, row-major
     POINTCLOUD_DRACO = 5     # cloud-only input: one Draco point-cloud buffer of N points
+
+
+def short_digest(digest: str | bytes) -> str:
+    """The digest as a container carries it: the first DIGEST_BYTES bytes, in hex."""
+    if isinstance(digest, (bytes, bytearray)):
+        return bytes(digest[:DIGEST_BYTES]).hex()
+    return str(digest)[:2 * DIGEST_BYTES].lower()
+
+
+def _digest_bytes(digest) -> bytes:
+    if isinstance(digest, str):
+        try:
+            digest = bytes.fromhex(digest[:2 * DIGEST_BYTES])
+        except ValueError:
+            raise ValueError(f"model digest must be hex, got {digest!r}") from None
+    if not isinstance(digest, (bytes, bytearray, memoryview)):
+        raise TypeError(f"model digest must be hex str or bytes, got {type(digest).__name__}")
+    digest = bytes(digest)[:DIGEST_BYTES]
+    if len(digest) != DIGEST_BYTES:
+        raise ValueError(f"model digest must hold at least {DIGEST_BYTES} bytes, got {len(digest)}")
+    return digest
 
 
 # ---------------------------------------------------------------------------- varints
@@ -139,15 +189,20 @@ def decode_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Container:
-    """One SPLT container: header fields plus one or more payloads.
+    """One SPLT container: the model digest, payload kind, shape and one or more payloads.
 
-    ``payloads`` may be given as a single ``bytes`` object (wrapped into a 1-tuple).
+    ``digest`` is the model's digest (hex str of at least 16 digits, or bytes; kept as its first
+    DIGEST_BYTES bytes). ``payloads`` may be a single ``bytes`` object (wrapped into a 1-tuple).
+    A container parsed from version-1 data has ``version == 1``, ``digest is None`` and the model
+    name in ``model_id``; it cannot be packed again (only version 2 is written).
     """
 
-    model_id: str
+    digest: bytes | None
     kind: PayloadKind
     shape: tuple[int, ...]
     payloads: tuple[bytes, ...]
+    model_id: str | None = None
+    version: int = FORMAT_VERSION
 
     def __post_init__(self):
         kind = self.kind
@@ -164,12 +219,14 @@ class Container:
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "payloads", payloads)
         object.__setattr__(self, "shape", shape)
-        if not isinstance(self.model_id, str):
-            raise TypeError(f"model_id must be str, got {type(self.model_id).__name__}")
-        mid = self.model_id.encode("utf-8")
-        if not 1 <= len(mid) <= MAX_MODEL_ID_BYTES:
-            raise ValueError(f"model_id must be 1..{MAX_MODEL_ID_BYTES} UTF-8 bytes, "
-                             f"got {len(mid)}")
+        if self.version == 1:
+            if not isinstance(self.model_id, str) or not 1 <= len(self.model_id.encode()) <= MAX_MODEL_ID_BYTES:
+                raise ValueError(f"a version-1 container needs a model_id of 1..{MAX_MODEL_ID_BYTES} "
+                                 f"UTF-8 bytes, got {self.model_id!r}")
+        elif self.version == FORMAT_VERSION:
+            object.__setattr__(self, "digest", _digest_bytes(self.digest))
+        else:
+            raise ValueError(f"container version must be one of {READ_VERSIONS}, got {self.version}")
         if len(shape) > MAX_NDIM:
             raise ValueError(f"shape has {len(shape)} dims, at most {MAX_NDIM} allowed")
         for d in shape:
@@ -194,123 +251,189 @@ class Container:
         return sum(len(p) for p in self.payloads)
 
     @property
+    def digest_hex(self) -> str | None:
+        """The carried model digest in hex (16 digits), None for version 1."""
+        return None if self.digest is None else self.digest.hex()
+
+    @property
     def header_size(self) -> int:
-        """Container overhead in bytes: everything in :meth:`pack` except the payload bytes."""
-        mid = self.model_id.encode("utf-8")
-        n = len(MAGIC) + 1 + 1 + 1 + len(mid) + 1
-        n += sum(len(encode_varint(d)) for d in self.shape)
-        n += 1
-        n += sum(len(encode_varint(len(p))) + 4 for p in self.payloads)
-        return n
+        """Container overhead in bytes: everything in the packed form but the payload bytes."""
+        dims = sum(len(encode_varint(d)) for d in self.shape)
+        lengths = sum(len(encode_varint(len(p))) for p in self.payloads)
+        if self.version == 1:
+            return (len(MAGIC_V1) + 3 + len(self.model_id.encode()) + 1 + dims + 1
+                    + lengths + _CRC_BYTES * len(self.payloads))
+        return len(MAGIC) + 2 + DIGEST_BYTES + 1 + dims + 1 + lengths + _CRC_BYTES
 
     def pack(self) -> bytes:
+        """The version-2 bytes of this container."""
+        if self.version != FORMAT_VERSION:
+            raise ValueError(f"only version {FORMAT_VERSION} containers are written; this one "
+                             f"was read from version {self.version} data")
         out = bytearray(MAGIC)
         out.append(FORMAT_VERSION)
         out.append(int(self.kind))
-        mid = self.model_id.encode("utf-8")
-        out.append(len(mid))
-        out += mid
+        out += self.digest
         out.append(len(self.shape))
         for d in self.shape:
             out += encode_varint(d)
         out.append(len(self.payloads))
         for p in self.payloads:
             out += encode_varint(len(p))
-            out += zlib.crc32(p).to_bytes(4, "big")
+        for p in self.payloads:
             out += p
+        out += zlib.crc32(out).to_bytes(_CRC_BYTES, "big")
         return bytes(out)
 
     @classmethod
     def unpack(cls, data) -> "Container":
-        """Parse ``data``; raises a :class:`BitstreamError` subclass on any malformed input."""
+        """Parse ``data`` (version 2, or version 1); raises a :class:`BitstreamError` subclass
+        on any malformed input."""
         try:
             data = bytes(data)
         except TypeError:
             raise TypeError(f"expected bytes, got {type(data).__name__}") from None
-        n = len(data)
-        head = data[:len(MAGIC)]
-        if head != MAGIC[:len(head)]:
-            raise BadMagic(f"expected magic {MAGIC!r} at byte 0, found {data[:4]!r}")
-        if n < len(MAGIC):
-            raise TruncatedBitstream(f"data ends after {n} bytes, inside the 4-byte magic")
-        pos = len(MAGIC)
+        if data[:2] != MAGIC[:len(data[:2])]:
+            raise BadMagic(f"expected magic {MAGIC!r} at byte 0, found {data[:2]!r}")
+        if len(data) < 3:
+            raise TruncatedBitstream(f"data ends after {len(data)} bytes, inside the 2-byte magic "
+                                     "and the version byte")
+        if data[2] == FORMAT_VERSION:
+            return _Reader(data, 3).v2()
+        head = data[:len(MAGIC_V1)]
+        if head == MAGIC_V1:
+            return _Reader(data, len(MAGIC_V1)).v1()
+        if head == MAGIC_V1[:len(head)]:
+            raise TruncatedBitstream(f"data ends after {len(data)} bytes, inside the version-1 "
+                                     f"magic {MAGIC_V1!r}")
+        raise UnsupportedVersion(f"format version {data[2]} at byte 2 is not supported; this "
+                                 f"reader supports versions {READ_VERSIONS} (version 1 starts "
+                                 f"with {MAGIC_V1!r})")
 
-        def u8(what: str) -> int:
-            nonlocal pos
-            if pos >= n:
-                raise TruncatedBitstream(f"{what}: data ends at byte {pos}, expected 1 more byte")
-            v = data[pos]
-            pos += 1
-            return v
 
-        version = u8("format version")
-        if version != FORMAT_VERSION:
-            raise UnsupportedVersion(f"format version {version} at byte 4 is not supported; "
-                                     f"this reader supports version {FORMAT_VERSION}")
-        kind_byte = u8("payload kind")
+class _Reader:
+    """A cursor over container bytes that raises the typed errors."""
+
+    def __init__(self, data: bytes, pos: int):
+        self.data, self.pos, self.n = data, pos, len(data)
+
+    def u8(self, what: str) -> int:
+        if self.pos >= self.n:
+            raise TruncatedBitstream(f"{what}: data ends at byte {self.pos}, expected 1 more byte")
+        v = self.data[self.pos]
+        self.pos += 1
+        return v
+
+    def take(self, k: int, what: str) -> bytes:
+        if self.n - self.pos < k:
+            raise TruncatedBitstream(f"{what}: data ends at byte {self.n}, expected {k} bytes "
+                                     f"from byte {self.pos} ({k - (self.n - self.pos)} missing)")
+        b = self.data[self.pos:self.pos + k]
+        self.pos += k
+        return b
+
+    def kind(self) -> PayloadKind:
+        b = self.u8("payload kind")
         try:
-            kind = PayloadKind(kind_byte)
+            return PayloadKind(b)
         except ValueError:
-            raise InvalidHeader(f"unknown payload kind {kind_byte} at byte 5; expected one of "
-                                f"{[int(k) for k in PayloadKind]}") from None
-        mid_len = u8("model id length")
-        if mid_len == 0:
-            raise InvalidHeader(f"model id length at byte {pos - 1} is 0; expected 1..255")
-        if n - pos < mid_len:
-            raise TruncatedBitstream(f"model id: data ends at byte {n}, expected {mid_len} bytes "
-                                     f"from byte {pos}")
-        try:
-            model_id = data[pos:pos + mid_len].decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InvalidHeader(f"model id at byte {pos} is not valid UTF-8: {e.reason}") from None
-        pos += mid_len
-        ndim = u8("shape ndim")
+            raise InvalidHeader(f"unknown payload kind {b} at byte {self.pos - 1}; expected one "
+                                f"of {[int(k) for k in PayloadKind]}") from None
+
+    def shape(self) -> tuple[int, ...]:
+        ndim = self.u8("shape ndim")
         if ndim > MAX_NDIM:
-            raise InvalidHeader(f"shape ndim {ndim} at byte {pos - 1} exceeds {MAX_NDIM}")
+            raise InvalidHeader(f"shape ndim {ndim} at byte {self.pos - 1} exceeds {MAX_NDIM}")
         shape = []
         for i in range(ndim):
-            at = pos
-            d, pos = decode_varint(data, pos, f"shape dim {i}")
+            at = self.pos
+            d, self.pos = decode_varint(self.data, self.pos, f"shape dim {i}")
             if d > MAX_DIM:
                 raise InvalidHeader(f"shape dim {i} = {d} at byte {at} exceeds {MAX_DIM}")
             shape.append(d)
-        count = u8("payload count")
+        return tuple(shape)
+
+    def count(self) -> int:
+        count = self.u8("payload count")
         if count == 0:
-            raise InvalidHeader(f"payload count at byte {pos - 1} is 0; expected 1..255")
+            raise InvalidHeader(f"payload count at byte {self.pos - 1} is 0; expected 1..255")
+        return count
+
+    def length(self, i: int) -> int:
+        at = self.pos
+        length, self.pos = decode_varint(self.data, self.pos, f"payload {i} length")
+        if length > MAX_PAYLOAD_BYTES:
+            raise InvalidHeader(f"payload {i} length {length} at byte {at} exceeds "
+                                f"{MAX_PAYLOAD_BYTES}")
+        return length
+
+    def end(self) -> None:
+        if self.pos != self.n:
+            raise TrailingData(f"{self.n - self.pos} unexpected bytes after the end of the "
+                               f"container at byte {self.pos} (total length {self.n})")
+
+    def v2(self) -> Container:
+        kind = self.kind()
+        digest = self.take(DIGEST_BYTES, "model digest")
+        shape = self.shape()
+        lengths = [self.length(i) for i in range(self.count())]
+        payloads = [self.take(length, f"payload {i}") for i, length in enumerate(lengths)]
+        crc = int.from_bytes(self.take(_CRC_BYTES, "CRC-32"), "big")
+        self.end()
+        actual = zlib.crc32(self.data[:-_CRC_BYTES])
+        if actual != crc:
+            raise CorruptPayload(f"CRC-32 mismatch over bytes 0..{self.n - _CRC_BYTES - 1}: the "
+                                 f"container says {crc:08x}, the data gives {actual:08x}")
+        return Container(digest, kind, shape, tuple(payloads))
+
+    def v1(self) -> Container:
+        version = self.u8("format version")
+        if version != 1:
+            raise UnsupportedVersion(f"format version {version} at byte 4 is not supported; "
+                                     f"this reader supports versions {READ_VERSIONS}")
+        kind = self.kind()
+        mid_len = self.u8("model id length")
+        if mid_len == 0:
+            raise InvalidHeader(f"model id length at byte {self.pos - 1} is 0; expected 1..255")
+        at = self.pos
+        try:
+            model_id = self.take(mid_len, "model id").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidHeader(f"model id at byte {at} is not valid UTF-8: {e.reason}") from None
+        shape = self.shape()
         payloads = []
-        for i in range(count):
-            at = pos
-            length, pos = decode_varint(data, pos, f"payload {i} length")
-            if length > MAX_PAYLOAD_BYTES:
-                raise InvalidHeader(f"payload {i} length {length} at byte {at} exceeds "
-                                    f"{MAX_PAYLOAD_BYTES}")
-            if n - pos < 4:
-                raise TruncatedBitstream(f"payload {i} CRC-32: data ends at byte {n}, expected "
-                                         f"4 bytes from byte {pos}")
-            crc = int.from_bytes(data[pos:pos + 4], "big")
-            pos += 4
-            if n - pos < length:
-                raise TruncatedBitstream(f"payload {i}: data ends at byte {n}, expected {length} "
-                                         f"bytes from byte {pos} ({length - (n - pos)} missing)")
-            p = data[pos:pos + length]
+        for i in range(self.count()):
+            length = self.length(i)
+            crc = int.from_bytes(self.take(_CRC_BYTES, f"payload {i} CRC-32"), "big")
+            at = self.pos
+            p = self.take(length, f"payload {i}")
             actual = zlib.crc32(p)
             if actual != crc:
-                raise CorruptPayload(f"payload {i} ({length} bytes at byte {pos}): CRC-32 "
+                raise CorruptPayload(f"payload {i} ({length} bytes at byte {at}): CRC-32 "
                                      f"mismatch, header says {crc:08x}, data gives {actual:08x}")
-            pos += length
             payloads.append(p)
-        if pos != n:
-            raise TrailingData(f"{n - pos} unexpected bytes after the end of the container at "
-                               f"byte {pos} (total length {n})")
-        return cls(model_id=model_id, kind=kind, shape=tuple(shape), payloads=tuple(payloads))
+        self.end()
+        return Container(None, kind, shape, tuple(payloads), model_id=model_id, version=1)
 
 
-def check_model(container: Container, known_ids: Iterable[str]) -> Container:
-    """Raise :class:`UnknownModel` unless ``container.model_id`` is in ``known_ids``."""
-    known = known_ids if isinstance(known_ids, (set, frozenset, dict)) else set(known_ids)
-    if container.model_id not in known:
-        raise UnknownModel(f"unknown model id {container.model_id!r}; this receiver knows "
-                           f"{sorted(known)!r}")
+def check_model(container: Container, digest: str, name: str, label: str | None = None) -> Container:
+    """Raise unless ``container`` was made by the model ``name`` whose digest is ``digest``.
+
+    Version 2: the carried digest must be the model's (:class:`ModelMismatch`, naming both
+    digests and how to get the right files). Version 1: the model id must be ``name``
+    (:class:`UnknownModel`). ``label`` names the receiver's model in messages (default ``name``).
+    """
+    label = label or name
+    if container.version == 1:
+        if container.model_id != name:
+            raise UnknownModel(f"payload is for model {container.model_id!r}, not {label!r}")
+        return container
+    want = short_digest(digest)
+    if container.digest_hex != want:
+        raise ModelMismatch(
+            f"payload was made by model digest {container.digest_hex}, but {label} here has "
+            f"digest {want}: the sender's model files differ from the receiver's; pull the model "
+            f"the server serves: splitinfer models pull --server ADDR {name}")
     return container
 
 

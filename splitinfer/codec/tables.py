@@ -185,7 +185,13 @@ class CdfTables:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CdfTables":
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except ValueError as e:  # pickled data, or not a numpy file at all
+            raise ValueError(f"{path}: not an npz file ({e})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single numpy array, not an npz file of tables")
+        with z:
             missing = {"offsets", "lengths", "freqs", "precision"} - set(z.files)
             if missing:
                 raise ValueError(f"{path}: not a CdfTables file, missing keys {sorted(missing)}")

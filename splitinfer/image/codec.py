@@ -1,5 +1,6 @@
 """Torch-free factorized-prior image codec: ONNX g_a / g_s (onnxruntime), range coding of y_hat
-with the model's static CDF tables (or per-image adaptive ones), inside the SPLT container.
+with the model's static CDF tables (or per-image adaptive ones), inside the SPLT container
+bound to the model's digest.
 
 Container (docs/bitstream.md): kind 2 (image latent), shape (H, W) of the image, payloads
 ``[y]`` with the static tables or ``[q, y]`` with adaptive encoding distributions (q is the side
@@ -10,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from onnxruntime import InferenceSession
 
-from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, UnknownModel, decode_grid,
-                     encode_grid)
+from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, UnknownModel, check_model,
+                     decode_grid, encode_grid)
 from ..onnx import session
-from ..repository import ModelConfig
+from ..repository import ModelConfig, load_tables
 
 #: Largest image (pixels) the codec accepts; the sidecar applies its own, smaller limit.
 MAX_PIXELS = 64 * 1024 * 1024
@@ -39,7 +40,7 @@ class ImageCodec:
     def __init__(self, config: ModelConfig, threads: int = 1):
         self.config = config
         self.threads = threads
-        self.tables = CdfTables.load(config.file("tables"))
+        self.tables: CdfTables = load_tables(config)
         self.channels: int = int(config.raw["M"])
         self.factor: int = int(config.raw.get("downsampling", 16))
         self._g_a: InferenceSession | None = None
@@ -51,6 +52,10 @@ class ImageCodec:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def digest(self) -> str:
+        return self.config.digest
 
     @property
     def adaptive(self):
@@ -97,8 +102,7 @@ class ImageCodec:
             payloads = (side, encode_grid(flat, tables))
         else:
             payloads = (encode_grid(flat, self.tables),)
-        return Container(model_id=self.name, kind=PayloadKind.IMAGE_LATENT,
-                         shape=(height, width), payloads=payloads).pack()
+        return Container(self.digest, PayloadKind.IMAGE_LATENT, (height, width), payloads).pack()
 
     def compress(self, rgb: np.ndarray, adaptive: bool = False) -> bytes:
         """uint8 (H, W, 3) -> container bytes."""
@@ -107,9 +111,7 @@ class ImageCodec:
 
     def unpack(self, data: bytes) -> tuple[np.ndarray, int, int]:
         """Container bytes -> (y_hat (M, h, w) int32, H, W). Raises a BitstreamError subclass."""
-        c = Container.unpack(data)
-        if c.model_id != self.name:
-            raise UnknownModel(f"bitstream is for model {c.model_id!r}, not {self.name!r}")
+        c = check_model(Container.unpack(data), self.digest, self.name, self.config.ref)
         if c.kind != PayloadKind.IMAGE_LATENT or len(c.shape) != 2:
             raise CorruptPayload(f"expected an image latent with shape (H, W), got kind "
                                  f"{int(c.kind)} shape {tuple(c.shape)}")

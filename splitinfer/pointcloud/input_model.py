@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codec import Container, CorruptPayload, PayloadKind, UnknownModel
+from ..codec import Container, CorruptPayload, PayloadKind, check_model
 from ..repository import ModelConfig
 
 TASK = "pointcloud-input-classification"
@@ -29,16 +29,15 @@ MAX_POINTS = 1 << 16
 
 
 # -- edge: pack a (preprocessed) cloud ----------------------------------------------------------------
-def pack_raw(points: np.ndarray, model_id: str) -> bytes:
+def pack_raw(points: np.ndarray, digest: str) -> bytes:
     """Points (N, 3) -> a kind-4 container: float32 little-endian, row-major (12 N bytes)."""
     p = np.ascontiguousarray(points, dtype="<f4")
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"expected points (N, 3), got {p.shape}")
-    return Container(model_id=model_id, kind=PayloadKind.POINTCLOUD_RAW_F32, shape=p.shape,
-                     payloads=(p.tobytes(),)).pack()
+    return Container(digest, PayloadKind.POINTCLOUD_RAW_F32, p.shape, (p.tobytes(),)).pack()
 
 
-def pack_draco(points: np.ndarray, model_id: str, qbits: int, level: int = 10) -> bytes:
+def pack_draco(points: np.ndarray, digest: str, qbits: int, level: int = 10) -> bytes:
     """Points (N, 3) -> a kind-5 container holding one Draco buffer (``quantization_bits`` =
     qbits, ``compression_level`` = level)."""
     import DracoPy
@@ -46,8 +45,7 @@ def pack_draco(points: np.ndarray, model_id: str, qbits: int, level: int = 10) -
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"expected points (N, 3), got {p.shape}")
     data = DracoPy.encode(p, quantization_bits=int(qbits), compression_level=int(level))
-    return Container(model_id=model_id, kind=PayloadKind.POINTCLOUD_DRACO, shape=p.shape,
-                     payloads=(bytes(data),)).pack()
+    return Container(digest, PayloadKind.POINTCLOUD_DRACO, p.shape, (bytes(data),)).pack()
 
 
 # -- cloud: unpack ------------------------------------------------------------------------------------
@@ -132,11 +130,13 @@ class InputClassificationModel:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def digest(self) -> str:
+        return self.config.digest
+
     def decode(self, data: bytes) -> np.ndarray:
         """Container bytes -> points (M, 3) float32. Raises a BitstreamError subclass."""
-        c = Container.unpack(data)
-        if c.model_id != self.name:
-            raise UnknownModel(f"payload is for model {c.model_id!r}, not {self.name!r}")
+        c = check_model(Container.unpack(data), self.digest, self.name, self.config.ref)
         return unpack_points(c, self.points)
 
     def warmup_input(self, batch: int) -> np.ndarray:
@@ -176,7 +176,7 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
     import shutil
     from pathlib import Path
 
-    from ..repository import sha256
+    from ..repository import sha256, write_digest
     onnx = Path(onnx)
     if not onnx.exists():
         raise FileNotFoundError(f"{onnx}: no plain PointNet ONNX (scripts/run_draco_baseline.sh makes it)")
@@ -212,4 +212,5 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
         metrics.setdefault("accuracy", metrics.get("test_accuracy"))
         cfg["metrics"] = metrics
     (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    write_digest(out / "config.json")
     return out

@@ -1,14 +1,37 @@
 """Torch-free point-cloud codec runtime: ONNX encoder and classifier (onnxruntime), range coding
-of y_hat with the model's CDF tables (constriction), inside the bitstream container."""
+of y_hat with the model's CDF tables (constriction), inside the bitstream container bound to the
+model's digest (docs/bitstream.md)."""
 from __future__ import annotations
 
 import numpy as np
 from onnxruntime import InferenceSession
 
-from ..codec import CdfTables, Container, PayloadKind, UnknownModel, decode, encode
+from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, SymbolOutOfRange, check_model,
+                     decode, encode)
 from ..onnx import session
-from ..repository import ModelConfig
+from ..repository import ModelConfig, load_tables
 from .preprocess import preprocess
+
+#: A decoded symbol may lie this many table ranges (``lengths[c]``, at least 2) outside its
+#: channel's range before it is refused: the encoders' rare escapes reach 1 to 4 past the range
+#: on the sample, a forged latent reaches the int32 limits.
+ESCAPE_REACH = 8
+
+
+def check_symbols(y_hat: np.ndarray, tables: CdfTables) -> np.ndarray:
+    """``y_hat`` unchanged, or SymbolOutOfRange when a symbol lies far outside what the model's
+    encoder and tables produce (a forged or corrupted latent)."""
+    reach = ESCAPE_REACH * np.maximum(tables.lengths.astype(np.int64), 2)
+    low = tables.offsets.astype(np.int64) - reach
+    high = tables.offsets.astype(np.int64) + tables.lengths + reach
+    y = np.asarray(y_hat, np.int64)
+    bad = np.flatnonzero((y < low) | (y >= high))
+    if bad.size:
+        c = int(bad[0])
+        raise SymbolOutOfRange(f"{bad.size} decoded symbols lie far outside the model's range, "
+                               f"e.g. channel {c}: {int(y[c])} not in [{int(low[c])}, "
+                               f"{int(high[c])}); the latent is forged or corrupted")
+    return y_hat
 
 
 class PointCloudModel:
@@ -20,7 +43,7 @@ class PointCloudModel:
     def __init__(self, config: ModelConfig, threads: int = 1):
         self.config = config
         self.threads = threads
-        self.tables = CdfTables.load(config.file("tables"))
+        self.tables: CdfTables = load_tables(config)
         self.classes: list[str] = list(config.raw["classes"])
         self.points: int = int(config.raw["points"])
         self.channels: int = int(config.raw["channels"])
@@ -30,6 +53,11 @@ class PointCloudModel:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def digest(self) -> str:
+        """The model's digest (``ModelConfig.digest``); containers carry its first 8 bytes."""
+        return self.config.digest
 
     # -- edge -----------------------------------------------------------------------------------
     def encode_symbols(self, points: np.ndarray) -> np.ndarray:
@@ -41,8 +69,8 @@ class PointCloudModel:
     def pack(self, y_hat: np.ndarray) -> bytes:
         """Entropy-code one y_hat (C,) into a container."""
         payload = encode(np.asarray(y_hat, np.int32), self.tables)
-        return Container(model_id=self.name, kind=PayloadKind.POINTCLOUD_LATENT,
-                         shape=(self.channels,), payloads=(payload,)).pack()
+        return Container(self.digest, PayloadKind.POINTCLOUD_LATENT, (self.channels,),
+                         (payload,)).pack()
 
     def encode_latent(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> the range-coded y_hat alone (no container): a stream frame's bytes."""
@@ -50,8 +78,9 @@ class PointCloudModel:
         return encode(np.asarray(self.encode_symbols(x)[0], np.int32), self.tables)
 
     def decode_latent(self, payload: bytes) -> np.ndarray:
-        """Range-coded y_hat bytes (no container) -> y_hat (C,) int32; raises a BitstreamError."""
-        return decode(payload, self.tables)
+        """Range-coded y_hat bytes (no container) -> y_hat (C,) int32; raises a BitstreamError
+        (SymbolOutOfRange for symbols far outside the model's range)."""
+        return check_symbols(decode(payload, self.tables), self.tables)
 
     def encode(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> container bytes: preprocess, ONNX encoder, range coding."""
@@ -60,15 +89,16 @@ class PointCloudModel:
 
     # -- cloud ----------------------------------------------------------------------------------
     def decode(self, data: bytes) -> np.ndarray:
-        """Container bytes -> y_hat (C,) int32. Raises a BitstreamError subclass on bad input."""
-        c = Container.unpack(data)
-        if c.model_id != self.name:
-            raise UnknownModel(f"payload is for model {c.model_id!r}, not {self.name!r}")
+        """Container bytes -> y_hat (C,) int32. Raises a BitstreamError subclass on bad input:
+        ModelMismatch for a container made by other model files (UnknownModel: a version-1
+        container naming another model), SymbolOutOfRange for symbols far outside the range."""
+        c = check_model(Container.unpack(data), self.digest, self.name, self.config.ref)
         if c.kind != PayloadKind.POINTCLOUD_LATENT or tuple(c.shape) != (self.channels,):
-            from ..codec import CorruptPayload
             raise CorruptPayload(f"expected a point-cloud latent of shape ({self.channels},), "
                                  f"got kind {int(c.kind)} shape {tuple(c.shape)}")
-        return decode(c.payload, self.tables)
+        if len(c.payloads) != 1:
+            raise CorruptPayload(f"expected one payload, got {len(c.payloads)}")
+        return self.decode_latent(c.payload)
 
     def classify(self, y_hat: np.ndarray) -> np.ndarray:
         """y_hat (B, C) -> logits (B, classes) with the ONNX classifier."""

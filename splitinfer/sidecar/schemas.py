@@ -16,7 +16,7 @@ class ErrorDetail(BaseModel):
                                   "the BitstreamError subclass (BadMagic, TruncatedBitstream, ...)",
                       examples=["BadMagic"])
     message: str = Field(description="What went wrong, for people", examples=[
-        "bitstream rejected (BadMagic): expected magic b'SPLT', got b'\\x89PNG'"])
+        "bitstream rejected (BadMagic): expected magic b'SP' at byte 0, found b'\\x89P'"])
 
 
 class ErrorBody(BaseModel):
@@ -56,9 +56,16 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class BrokenModel(BaseModel):
+    path: str = Field(description="The file at fault (a config.json or a model file)")
+    error: str = Field(description="What is wrong and how to fix it")
+
+
 class Ready(BaseModel):
     status: str = Field(examples=["ready"])
     models: list[str] = Field(description="Image models loaded and answering")
+    broken: list[BrokenModel] = Field(default_factory=list,
+                                      description="Models skipped because they are broken")
 
 
 # ---------------------------------------------------------------------------- analysis

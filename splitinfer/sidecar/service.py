@@ -150,6 +150,7 @@ class Sidecar:
     ready: bool = False
     load_error: str | None = None
     loaded: list[str] = field(default_factory=list)
+    broken: list[dict[str, str]] = field(default_factory=list)   # [{"path", "error"}]
 
     def __post_init__(self):
         self.limiter = anyio.CapacityLimiter(self.concurrency)
@@ -197,7 +198,27 @@ class Sidecar:
 
     def codec(self, name: str | None, adaptive: bool = False):
         """The loaded ImageCodec (404 unknown, 409 adaptive asked of a model without it)."""
-        cfg = self.config(name)
+        return self._codec(self.config(name), adaptive)
+
+    def codec_for(self, container: Container, adaptive: bool = False):
+        """The codec of the model version that made ``container``: found by the model digest it
+        carries (a version-1 container: by the model name; 404 when there is none)."""
+        if container.version == 1:
+            return self.codec(container.model_id, adaptive)
+        failure = ApiError(404, "UnknownModel", f"no image model with digest "
+                                                f"{container.digest_hex} in {self.repo.root}: the "
+                                                "bitstream was made by a model this server does "
+                                                "not have")
+        digest = container.digest_hex
+        cached = [c for c in self.configs() if c.digest.startswith(digest)]
+        for cfg in cached or self.repo.by_digest(digest, TASK):  # the same files, any name
+            try:
+                return self._codec(cfg, adaptive)
+            except ApiError as e:  # a broken copy: try the next
+                failure = e
+        raise failure
+
+    def _codec(self, cfg: ModelConfig, adaptive: bool = False):
         if adaptive and not has_adaptive(cfg):
             raise ApiError(409, "AdaptiveUnavailable", f"model {cfg.name!r} ships no adaptive "
                                                        "entropy bottleneck; use adaptive=false")
@@ -222,11 +243,20 @@ class Sidecar:
                 loaded = []
                 tiny = np.full((16, 16, 3), 128, np.uint8)
                 for cfg in self.configs(refresh=True):
-                    codec = self.codec(cfg.name)
+                    try:
+                        codec = self.codec(cfg.name)
+                    except ApiError:  # a broken model (in repo.errors): the others serve
+                        continue
                     codec.decompress(codec.compress(tiny))
                     loaded.append(cfg.name)
+                broken = [{"path": p, "error": m} for p, m in self.repo.errors]
+                for b in broken:
+                    if b not in self.broken:
+                        log.error("error: %s: %s", b["path"], b["error"])
+                self.broken = broken
                 if not loaded:
-                    raise RuntimeError(f"no {TASK} models in {self.repo.root}")
+                    raise RuntimeError(f"no {TASK} models in {self.repo.root}"
+                                       + (f" ({len(broken)} broken)" if broken else ""))
                 self.loaded, self.load_error, self.ready = loaded, None, True
                 self.metrics.models.set(len(loaded))
                 self.metrics.ready.set(1)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..codec import CdfTables
 from ..nn.models import PointCloudCodec, Reconstruction
-from ..repository import sha256
+from ..repository import new_version_folder, sha256, write_digest
 
 
 class _EncoderGraph(nn.Module):
@@ -77,13 +77,15 @@ def _onnx(module: nn.Module, example: torch.Tensor, path: Path, inp: str, out: s
 
 
 def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "models",
-                      version: int = 1, recon_checkpoint: str | Path | None = None,
+                      version: int | None = None, recon_checkpoint: str | Path | None = None,
                       recipe: str = "") -> Path:
-    """Write the model's artifacts and config; returns the version folder."""
+    """Write the model's artifacts and config (with its digest) into a new version folder
+    (default: the next free version; an existing one is refused, versions are immutable);
+    returns the folder."""
     model, state = load_checkpoint(checkpoint)
     cfg = state["config"]
-    out = Path(models) / name / str(version)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_version_folder(models, name, version)
+    version = int(out.name)
     P, C = cfg["points"], model.entropy_bottleneck.channels
     with torch.no_grad():
         _onnx(_EncoderGraph(model), torch.randn(2, P, 3), out / "encoder.onnx", "points", "y_hat")
@@ -98,9 +100,6 @@ def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "m
             _onnx(_ReconstructionGraph(recon.eval()), torch.randn(2, C), out / "reconstruction.onnx",
                   "y_hat", "points")
         files["reconstruction"] = "reconstruction.onnx"
-    previous = {}
-    if (out / "config.json").exists():
-        previous = json.loads((out / "config.json").read_text())
     config = {
         "name": name, "version": version, "task": "pointcloud-classification",
         "size": cfg["size"], "points": P, "lmbda": cfg["lmbda"], "channels": C,
@@ -113,10 +112,11 @@ def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "m
             "warm_start": cfg.get("warm_start"), "freeze_encoder": cfg.get("freeze_encoder"),
             "recipe": recipe, "torch": torch.__version__,
         },
-        "metrics": previous.get("metrics", {}),
+        "metrics": {},
         "onnx_torch_parity": sample_parity(checkpoint, out / "encoder.onnx", P),
     }
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    write_digest(out / "config.json")
     return out
 
 

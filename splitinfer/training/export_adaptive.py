@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ..codec import CdfTables
 from ..nn.entropy_models.adaptive import AdaptiveEntropyBottleneck
-from ..repository import sha256
+from ..repository import sha256, write_digest
 from .adaptive import AdaptiveTrainConfig, tables_digest, train_adaptive
 
 #: Runtime constants written to config["adaptive"] (see splitinfer.image.adaptive).
@@ -120,6 +120,7 @@ def export_adaptive(checkpoint: str | Path, model_dir: str | Path, force: bool =
         },
     }
     cfg_path.write_text(json.dumps(config, indent=1) + "\n")
+    write_digest(cfg_path)  # the adaptive files and parameters are part of the model's identity
     return out
 
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from ..codec import CdfTables
 from ..nn.models import FactorizedPrior
-from ..repository import sha256
+from ..repository import new_version_folder, sha256, write_digest
 
 TASK = "image-compression"
 
@@ -49,12 +49,14 @@ def _onnx(module: nn.Module, example: torch.Tensor, path: Path, inp: str, out: s
 
 
 def export_image(checkpoint: str | Path, name: str, quality: int, models: str | Path = "models",
-                 version: int = 1, recipe: str = "") -> Path:
-    """Write the codec's artifacts and config; returns the version folder."""
+                 version: int | None = None, recipe: str = "") -> Path:
+    """Write the codec's artifacts and config (with its digest) into a new version folder
+    (default: the next free version; an existing one is refused, versions are immutable);
+    returns the folder."""
     model, state = load_image_checkpoint(checkpoint)
     cfg = state["config"]
-    out = Path(models) / name / str(version)
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_version_folder(models, name, version)
+    version = int(out.name)
     with torch.no_grad():
         _onnx(_AnalysisGraph(model), torch.rand(1, 3, 64, 96), out / "g_a.onnx", "x", "y_hat")
         _onnx(_SynthesisGraph(model), torch.zeros(1, model.M, 4, 6), out / "g_s.onnx",
@@ -63,10 +65,6 @@ def export_image(checkpoint: str | Path, name: str, quality: int, models: str | 
         medians = model.entropy_bottleneck.quantiles.detach()[:, 0, 1].numpy()
     CdfTables.from_pmfs(offsets, pmfs, tails).save(out / "tables.npz")
     files = {"g_a": "g_a.onnx", "g_s": "g_s.onnx", "tables": "tables.npz"}
-    previous = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-    for role, fname in previous.get("files", {}).items():  # keep the adaptive bottleneck's files
-        if role not in files and (out / fname).exists():
-            files[role] = fname
     config = {
         "name": name, "version": version, "task": TASK, "architecture": "factorized-prior",
         "quality": quality, "lmbda": cfg["lmbda"], "N": cfg["N"], "M": cfg["M"],
@@ -81,7 +79,7 @@ def export_image(checkpoint: str | Path, name: str, quality: int, models: str | 
             "lr": cfg["lr"], "warm_start": cfg.get("warm_start"), "recipe": recipe,
             "torch": torch.__version__,
         },
-        **{k: previous[k] for k in ("adaptive", "metrics") if k in previous},
     }
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    write_digest(out / "config.json")
     return out

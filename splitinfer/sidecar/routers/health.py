@@ -20,15 +20,15 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Ready, summary="Readiness",
             responses={503: {"model": ErrorBody, "description": "Models not (yet) loaded"}})
 async def readyz(request: Request) -> Ready:
-    """200 once every image model has loaded and coded a test image; 503 before (a failed load
-    is retried by the next probe)."""
+    """200 once the image models have loaded and coded a test image; 503 before (a failed load
+    is retried by the next probe). Broken models are skipped and listed in ``broken``."""
     sidecar = request.app.state.sidecar
     if not sidecar.ready and not sidecar._load_lock.locked():
         await anyio.to_thread.run_sync(sidecar.load_all)
     if not sidecar.ready:
         why = sidecar.load_error or "models are loading"
         raise ApiError(503, "NotReady", f"not ready: {why}")
-    return Ready(status="ready", models=sidecar.loaded)
+    return Ready(status="ready", models=sidecar.loaded, broken=sidecar.broken)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",

@@ -123,7 +123,7 @@ DECOMPRESS_BODY = {"requestBody": {"required": True, "content": {
                         **_errors(400, 404, 408, 409, 413, 503)})
 async def decompress(request: Request) -> Response:
     """Decode an SPLT container (the raw body, or a multipart field ``file``) to a PNG. The
-    model is the one the container names."""
+    model is the version whose digest the container carries."""
     sidecar = _sidecar(request)
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("multipart/form-data"):
@@ -137,7 +137,7 @@ async def decompress(request: Request) -> Response:
         data = await request.body()
     container = sidecar.parse_bitstream(data)            # 400 / 413 on the header alone
     adaptive = len(container.payloads) == 2
-    codec = sidecar.codec(container.model_id, adaptive)  # 404 / 409
+    codec = sidecar.codec_for(container, adaptive)       # 404 / 409
     async with sidecar.admit(sidecar.container_pixels(container)):
         try:
             rgb = await sidecar.run("decompress", codec.name, codec.decompress, data)
