@@ -69,12 +69,21 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(b)
 
 
+_DIGESTS: dict[str, str] = {}   # model name -> digest in the gRPC server's repository
+
+
+def digest(name: str) -> str:
+    return _DIGESTS[name]
+
+
 # -- gRPC ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def grpc_server(tmp_path_factory):
     pytest.importorskip("DracoPy")
     from cloud_server.process import ServerProcess
+    from splitinfer.repository import ModelRepository
     repo = input_model_repo(tmp_path_factory.mktemp("models"))
+    _DIGESTS.update({c.name: c.digest for c in ModelRepository(repo).list()})
     srv = ServerProcess([PLAIN, model_name("micro")], models_dir=str(repo))
     yield srv
     assert srv.stop() == 0, srv.log()
@@ -93,16 +102,16 @@ def _cloud_payloads(rng: random.Random, clouds) -> bytes:
     if kind == 0:       # extreme coordinates
         for _ in range(rng.randint(1, 3)):
             x[rng.randrange(len(x)), rng.randrange(3)] = rng.choice(EXTREMES)
-        return pack_raw(x, PLAIN)
+        return pack_raw(x, digest(PLAIN))
     if kind == 1:       # a header shape other than the data
         n = rng.choice((0, 1, 1023, 1025, 4096, 65536, 2**24))
-        return Container(PLAIN, PayloadKind.POINTCLOUD_RAW_F32, (n, 3), (x.astype("<f4").tobytes(),)).pack()
+        return Container(digest(PLAIN), PayloadKind.POINTCLOUD_RAW_F32, (n, 3), (x.astype("<f4").tobytes(),)).pack()
     if kind == 2:
-        return mutate(rng, pack_draco(x, PLAIN, rng.choice((4, 8, 11))))
+        return mutate(rng, pack_draco(x, digest(PLAIN), rng.choice((4, 8, 11))))
     if kind == 3:
-        return mutate(rng, pack_raw(x, PLAIN))
+        return mutate(rng, pack_raw(x, digest(PLAIN)))
     scale = rng.choice((1.0, 1e3, 1e20))
-    return pack_raw((x * scale).astype(np.float32), PLAIN)
+    return pack_raw((x * scale).astype(np.float32), digest(PLAIN))
 
 
 def _case(rng: random.Random, micro: str, latents: list[bytes], clouds) -> pb2.ClassifyRequest:
@@ -122,7 +131,7 @@ def _case(rng: random.Random, micro: str, latents: list[bytes], clouds) -> pb2.C
         kind = rng.choice(list(PayloadKind))
         shape = tuple(rng.choice((0, 1, 3, 16, 1024, 65535, 2**24)) for _ in range(rng.randint(0, 3)))
         try:
-            data = Container(rng.choice((micro, PLAIN)), kind, shape,
+            data = Container(digest(rng.choice((micro, PLAIN))), kind, shape,
                              tuple(rng.randbytes(rng.randrange(40)) for _ in range(rng.randint(0, 3)))).pack()
         except Exception:  # noqa: BLE001 - the packer refuses some shapes itself
             data = rng.randbytes(40)
@@ -229,7 +238,7 @@ def test_fuzz_sidecar_routes(sidecar):
     pngs = [p.read_bytes() for p in SAMPLE_IMAGES[:2]]
     status, bitstream = _post(url + "/v1/images:compress", *_multipart(rng, pngs[0]))
     assert status == 200
-    model = Container.unpack(bitstream).model_id
+    model = Container.unpack(bitstream).digest
     small = io.BytesIO()
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(small, format="PNG")
     pngs.append(small.getvalue())

@@ -26,12 +26,21 @@ from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
 PLAIN = "plain-pointnet-p1024"
+_DIGESTS: dict[str, str] = {}
+
+
+def digest(name: str = PLAIN) -> str:
+    """The digest of a model of the test repository (``repo_dir``)."""
+    return _DIGESTS[name]
 
 
 @pytest.fixture(scope="module")
 def repo_dir(tmp_path_factory):
     pytest.importorskip("DracoPy")
-    return input_model_repo(tmp_path_factory.mktemp("models"))
+    from splitinfer.repository import ModelRepository
+    root = input_model_repo(tmp_path_factory.mktemp("models"))
+    _DIGESTS.update({c.name: c.digest for c in ModelRepository(root).list()})
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +73,10 @@ def test_a_huge_coordinate_is_invalid_argument_not_nan(stub, cloud):
     x = cloud.copy()
     x[5, 1] = 3e38
     with pytest.raises(grpc.RpcError) as e:
-        _classify(stub, pack_raw(x, PLAIN))
+        _classify(stub, pack_raw(x, digest()))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "coordinates" in e.value.details()
-    reqs = [pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(x, PLAIN), stream_id="nan", seq=1),
-            pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(cloud, PLAIN), stream_id="nan", seq=2)]
+    reqs = [pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(x, digest()), stream_id="nan", seq=1),
+            pb2.ClassifyRequest(model=PLAIN, payload=pack_raw(cloud, digest()), stream_id="nan", seq=2)]
     answers = {r.seq: r for r in stub.ClassifyStream(iter(reqs), timeout=20)}
     assert answers[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert answers[2].error.code == 0 and all(np.isfinite(p.probability) for p in answers[2].top5)
@@ -98,21 +107,21 @@ def test_the_batcher_answers_non_finite_logits_with_an_error_per_input():
 # -- item 3: Draco amplification --------------------------------------------------------------------
 def test_draco_point_count_is_read_from_the_header(cloud):
     from splitinfer.pointcloud.input_model import draco_point_count
-    d = Container.unpack(pack_draco(cloud, PLAIN, 11)).payloads[0]
+    d = Container.unpack(pack_draco(cloud, digest(), 11)).payloads[0]
     assert draco_point_count(d) == 1024
 
 
 def test_draco_and_header_shapes_bounded_by_the_model_input(stub, cloud):
     big = np.random.default_rng(0).uniform(-1, 1, (65536, 3)).astype(np.float32)
-    draco_big = Container.unpack(pack_draco(big, PLAIN, 4)).payloads[0]
+    draco_big = Container.unpack(pack_draco(big, digest(), 4)).payloads[0]
     cases = {
         # the container says 65,536 points (the old limit), the model takes 1,024
-        "header": pack_draco(big, PLAIN, 4),
+        "header": pack_draco(big, digest(), 4),
         # the container says 1,024, the Draco buffer itself 65,536: refused before decoding
-        "draco": Container(PLAIN, PayloadKind.POINTCLOUD_DRACO, (1024, 3), (draco_big,)).pack(),
+        "draco": Container(digest(), PayloadKind.POINTCLOUD_DRACO, (1024, 3), (draco_big,)).pack(),
         # truncated after the Draco header: the declared count alone refuses it
-        "truncated": Container(PLAIN, PayloadKind.POINTCLOUD_DRACO, (1024, 3), (draco_big[:15],)).pack(),
-        "raw": Container(PLAIN, PayloadKind.POINTCLOUD_RAW_F32, (2048, 3),
+        "truncated": Container(digest(), PayloadKind.POINTCLOUD_DRACO, (1024, 3), (draco_big[:15],)).pack(),
+        "raw": Container(digest(), PayloadKind.POINTCLOUD_RAW_F32, (2048, 3),
                          (np.zeros((2048, 3), "<f4").tobytes(),)).pack(),
     }
     for what, payload in cases.items():

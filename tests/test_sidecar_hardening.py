@@ -25,6 +25,7 @@ from image_fixtures import image_repo  # noqa: E402,F401
 from PIL import Image  # noqa: E402
 
 from splitinfer.codec import Container, PayloadKind  # noqa: E402
+from splitinfer.repository import ModelRepository  # noqa: E402
 from splitinfer.sidecar.app import create_app  # noqa: E402
 from splitinfer.sidecar.service import ApiError, Sidecar  # noqa: E402
 
@@ -47,10 +48,12 @@ def png(h: int, w: int) -> bytes:
     return buf.getvalue()
 
 
-def forged(model: str, h: int, w: int) -> bytes:
-    """A container declaring an h x w image with an empty latent payload (37 bytes for 2048 x
-    2048 and a short name: the range decoder reads zeros, the most probable symbols)."""
-    return Container(model, PayloadKind.IMAGE_LATENT, (h, w), (b"",)).pack()
+def forged(model: str, h: int, w: int, root=None) -> bytes:
+    """A container of ``model`` (a name in the repository at ``root``, default the shipped one)
+    declaring an h x w image with an empty latent payload (25 bytes for 2048 x 2048: the range
+    decoder reads zeros, the most probable symbols)."""
+    digest = ModelRepository(root).config(model).digest
+    return Container(digest, PayloadKind.IMAGE_LATENT, (h, w), (b"",)).pack()
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +87,11 @@ def test_elongated_images_are_refused(client):
     assert r.status_code == 413 and _code(r) == "AspectRatioTooLarge", r.text
 
 
-def test_a_container_declaring_a_costly_shape_is_refused_from_its_header(client):
+def test_a_container_declaring_a_costly_shape_is_refused_from_its_header(client, image_repo):
     model = client.get("/v1/models").json()["default"]
     for h, w in ((1, MAX_PIXELS), (4, 4096), (193, 256)):
         t0 = time.perf_counter()
-        r = client.post("/v1/images:decompress", content=forged(model, h, w))
+        r = client.post("/v1/images:decompress", content=forged(model, h, w, image_repo))
         assert r.status_code == 413, (h, w, r.status_code, r.text)
         assert time.perf_counter() - t0 < 2.0
 
