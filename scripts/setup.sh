@@ -30,6 +30,12 @@ if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium "the sidecar web-page test drives it; without it that test skips"
 fi
 
+# dev: HAProxy for the replica tests (tests/test_balancer.py), which skip without it
+if [ "$profile" = dev ] && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq haproxy >/dev/null; } \
+    || echo "warning: could not install haproxy; the replica tests will skip" >&2
+fi
+
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null 2>&1 || { echo "error: $PY not found; install Python >= 3.10 (or set PYTHON=...)" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
