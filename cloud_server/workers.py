@@ -251,6 +251,8 @@ class Supervisor:
                 log.error("worker %d (pid %d) did not stop; killing it", w.index, w.pid)
                 w.proc.kill()
                 w.proc.join(5)
+            if w.proc.exitcode == -signal.SIGTERM and not w.ready:
+                continue  # stopped while loading its models, before it could drain
             if w.proc.exitcode != 0:
                 log.error("worker %d (pid %d) exited with %s", w.index, w.pid, _status(w.proc.exitcode))
                 code = 1

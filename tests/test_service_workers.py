@@ -196,3 +196,30 @@ def test_default_workers_follow_the_cpus_this_process_may_use():
     from cloud_server.workers import default_workers
     n = default_workers()
     assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def test_sigterm_while_the_workers_load_stops_everything(micro, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "cloud_server", "--port", "0", "--metrics-port", "-1",
+                             "--model", micro, "--workers", "2", "--ready-file", str(tmp_path / "ready.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    end = time.monotonic() + 60
+    while not _children(proc.pid):  # the first worker is starting
+        assert proc.poll() is None and time.monotonic() < end
+        time.sleep(0.01)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
+    assert _wait_gone(workers) == [] and not (tmp_path / "ready.json").exists()
