@@ -56,10 +56,10 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     s.add_argument("--ready-file", help="write {port, metrics_port, pid, models} as JSON once serving")
     s.add_argument("--log-level", default="INFO")
-    s.add_argument("--workers", type=int, default=int(os.environ.get("SPLITINFER_WORKERS", 0)),
+    s.add_argument("--workers", type=int, default=0,
                    help="server processes sharing the port (SO_REUSEPORT) under a supervisor that "
                         "aggregates their metrics and drains them all on SIGTERM (default 0: one "
-                        "per core; 1: a single process; also $SPLITINFER_WORKERS; docs/deploy.md)")
+                        "per core; 1: a single process; docs/deploy.md)")
 
 
 class UsageError(Exception):

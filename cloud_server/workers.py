@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -81,15 +82,14 @@ def _worker_main(opts, index: int, log_level: int, parent: int) -> None:
         os._exit(1)
     logging.basicConfig(level=log_level,
                         format=f"%(asctime)s %(name)s[worker {index}] %(levelname)s %(message)s")
-    from . import cli
     from .server import serve
     try:
         code = serve(opts)
     except KeyboardInterrupt:
         code = 130
-    except Exception as e:  # noqa: BLE001 - one line, as a single server prints it
-        print(f"error: {getattr(cli, 'startup_error', str)(e)}", flush=True,
-              file=__import__("sys").stderr)
+    except Exception as e:  # noqa: BLE001 - one line, no traceback (the supervisor adds its own)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: worker {index}: {msg}", flush=True, file=sys.stderr)
         code = 2
     os._exit(code)
 

@@ -29,11 +29,8 @@ fi
 if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium "the sidecar web-page test drives it; without it that test skips"
 fi
-
-# dev: HAProxy for the replica tests (tests/test_balancer.py), which skip without it
-if [ "$profile" = dev ] && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
-  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq haproxy >/dev/null; } \
-    || echo "warning: could not install haproxy; the replica tests will skip" >&2
+if [ "$profile" = dev ] && ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  apt_install haproxy "the replica tests run it in front of loopback servers; without it they skip"
 fi
 
 PY=${PYTHON:-python3}

@@ -13,9 +13,9 @@ from service_utils import encoded, model_name, start_server
 
 from splitinfer.bench.balancer import Balancer
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.service, pytest.mark.skipif(
     shutil.which("haproxy") is None and shutil.which("haproxy", path="/usr/sbin") is None,
-    reason="haproxy is not installed (apt-get install haproxy; scripts/setup.sh dev installs it)")
+    reason="haproxy is not installed (apt-get install haproxy; scripts/setup.sh dev installs it)")]
 
 
 @pytest.fixture(scope="module")

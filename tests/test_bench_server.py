@@ -8,6 +8,8 @@ import json
 import pytest
 from service_utils import model_name, start_server
 
+pytestmark = pytest.mark.service  # real server processes on loopback
+
 
 @pytest.mark.slow
 def test_bench_server_measures_against_the_echo(tmp_path):

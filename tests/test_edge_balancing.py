@@ -10,6 +10,8 @@ from service_utils import ROOT, encoded, metric, model_name, start_server
 
 from edge_client.balancing import channel_options, target
 
+pytestmark = pytest.mark.service  # real server processes on loopback
+
 
 @pytest.fixture(scope="module")
 def micro():

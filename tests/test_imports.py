@@ -37,6 +37,7 @@ LAYERS = [
 # - the benchmarks start servers with ServerProcess, which lives in demo.py: it belongs in
 #   cloud_server.
 KNOWN = {("splitinfer.bench.bandwidth", "splitinfer.demo"), ("splitinfer.bench.server", "splitinfer.demo"),
+         ("splitinfer.bench.balancer", "splitinfer.demo"),
          ("splitinfer.repository", "splitinfer.pointcloud.runtime"),
          ("splitinfer.repository", "splitinfer.image.codec"),
          ("splitinfer.repository", "splitinfer.pointcloud.input_model"),

@@ -113,8 +113,7 @@ def test_the_pieces_fit(manifests):
     assert a.token_file == f"{mounts['token']['mountPath']}/{item['path']}" and mounts["token"]["readOnly"]
     assert not getattr(a, "no_auth", False) and not a.token
     # the workers follow the CPU limit, and the HPA scales on CPU against a CPU request
-    env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["SPLITINFER_WORKERS"] == "0" and "cpu" in c["resources"]["requests"]
+    assert a.workers == 0 and "cpu" in c["resources"]["requests"] and "cpu" in c["resources"]["limits"]
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > a.grace_s
     services = [d for p in K8S.glob("service*.yaml") for d in _docs(p)]
     assert {s["spec"].get("clusterIP") for s in services} == {None, "None"}  # a headless and a ClusterIP

@@ -18,6 +18,8 @@ from service_utils import ROOT, encoded, metric, model_name, start_server
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
+pytestmark = pytest.mark.service  # real server processes on loopback
+
 
 @pytest.fixture(scope="module")
 def micro():
