@@ -33,4 +33,4 @@ def test_bench_server_measures_against_the_echo(tmp_path):
         t = run_bench(micro, target=s.address, **kw)
     assert set(t["configs"]) == {"target", "echo"} and t["target"] == s.address
     assert all(p["answered"] > 0 and p["errors"] == 0 for p in t["configs"]["target"]["points"])
-    assert "target 127.0.0.1" in report(t)
+    assert "target = 127.0.0.1" in report(t)

@@ -20,7 +20,9 @@ Unary: our ``Classify`` against the unary echo, one call at a time from one clie
 blocks: the ratio of the p50 round trips.
 
 With ``--target HOST:PORT`` the measured server is that endpoint (nothing of ours is started;
-batch sizes are not known); the echo still runs here, as the baseline of this machine.
+batch sizes are not known); the echo still runs here, as the baseline of this machine. Several
+``--target [NAME=]HOST:PORT`` are measured side by side in one run (e.g. 1, 2 and 3 replicas
+behind HAProxy, and a ``--workers 2`` server).
 
 Writes JSON (``--json``) and a plot (``--plot``, default next to the JSON), and prints every
 figure with its ratio to the baseline side by side. Not a test: numbers depend on the machine.
@@ -324,13 +326,14 @@ def echo_ratio(server_address: str, echo_address: str, model: str, payloads: lis
             "meets_target": p50_ours / p50_echo <= TARGET_ECHO_RATIO}
 
 
-_STYLES = {"echo": ("bare gRPC echo", "k", ":"), "no_batching": ("no batching", "C1", "--"),
-           "target": ("target", "C0", "-")}
+_STYLES = {"echo": ("bare gRPC echo", "k", ":"), "no_batching": ("no batching", "C1", "--")}
 
 
-def _style(key: str) -> tuple[str, str, str]:
+def _style(key: str, targets: dict | None = None) -> tuple[str, str, str]:
     if key in _STYLES:
         return _STYLES[key]
+    if targets and key in targets:
+        return (f"{key} ({targets[key]})", f"C{list(targets).index(key) % 10}", "-")
     workers = int(key.rsplit("_w", 1)[1]) if "_w" in key else 1
     return (f"dynamic batching, {workers} worker{'s' if workers > 1 else ''}", f"C{(workers - 1) * 2}", "-")
 
@@ -344,9 +347,7 @@ def plot(result: dict, path: str) -> str | None:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for key, cfg in result["configs"].items():
-        label, color, ls = _style(key)
-        if key == "target":
-            label = f"target {result['target']}"
+        label, color, ls = _style(key, result["target"])
         pts = cfg["points"]
         xs = [p["streams"] for p in pts]
         ax1.plot(xs, [p["clouds_per_s"] for p in pts], marker="o", ls=ls, color=color, label=label)
@@ -361,7 +362,7 @@ def plot(result: dict, path: str) -> str | None:
     ax2.set_ylabel("latency (ms)")
     ax2.set_yscale("log")
     e = result["echo"]
-    fractions = ", ".join(f"{_style(k)[0] if k != 'target' else 'target'} {f:.0%}"
+    fractions = ", ".join(f"{k if result['target'] else _style(k)[0]} {f:.0%}"
                           for k, f in result["fraction_of_echo_at_max_streams"].items())
     fig.suptitle(f"{result['model']} on {result['machine']['cpus']} CPUs, window {result['settings']['window']}: "
                  f"clouds/s as a fraction of the bare streaming echo at {result['streams'][-1]} streams: {fractions}\n"
@@ -377,7 +378,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
               duration_s: float = 2.0, warmup_s: float = 0.5, max_batch_size: int = 64,
               max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
               json_out: str | None = None, plot_out: str | None = None, executor: str = "inline",
-              repeats: int = 3, workers=(1, 2), target: str | None = None, connections: str = "stream") -> dict:
+              repeats: int = 3, workers=(1, 2), target=None, connections: str = "stream") -> dict:
+    """``target``: None (servers started here), "[NAME=]HOST:PORT", or a list of them."""
     from contextlib import ExitStack
 
     from splitinfer.demo import SAMPLE, ServerProcess, pick_models
@@ -395,8 +397,12 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
     cpus = os.cpu_count() or 1
     procs = procs or max(1, min(4, cpus // 2))
     streams = tuple(streams)
+    targets = {}
+    for i, t in enumerate([target] if isinstance(target, str) else list(target or [])):
+        name, sep, addr = t.rpartition("=")
+        targets[name if sep else "target" if isinstance(target, str) else f"target{i + 1}"] = addr
     result = {"benchmark": "server", "model": cfg.name, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
-              "target": target, "streams": list(streams),
+              "target": targets or None, "streams": list(streams),
               "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
                           "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
               "settings": {"window": window, "duration_s": duration_s, "warmup_s": warmup_s, "repeats": repeats,
@@ -404,8 +410,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
               "configs": {}}
     batching = ["--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(max_queue_delay_ms),
                 "--batch-executor", executor]
-    if target:
-        configs = {"target": None}
+    if targets:
+        configs = {key: None for key in targets}
     else:
         configs = {("batching" if w == 1 else f"batching_w{w}"): batching + ["--workers", str(w)] for w in workers}
         configs["no_batching"] = ["--max-batch-size", "1", "--batch-executor", executor, "--workers", "1"]
@@ -418,8 +424,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
         for key, extra in configs.items():
             if key == "echo":
                 servers[key] = stack.enter_context(EchoProcess())
-            elif key == "target":
-                servers[key] = _Endpoint(target)
+            elif key in targets:
+                servers[key] = _Endpoint(targets[key])
             else:
                 servers[key] = stack.enter_context(ServerProcess([cfg.name], models_dir=models_dir, extra=extra))
         for rep in range(repeats):
@@ -434,8 +440,10 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
                     print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} /s"
                           f"  p50 {pt['p50_ms']:.3f} ms  p99 {pt['p99_ms']:.3f} ms"
                           f"  batch {pt['mean_batch_size'] or 0:.1f}", file=sys.stderr)
-        ours = servers["target" if target else "batching" if "batching" in servers else next(iter(servers))]
-        result["echo"] = echo_ratio(ours.address, servers["echo"].address, cfg.name, payloads, echo_requests)
+        unary = {key: echo_ratio(servers[key].address, servers["echo"].address, cfg.name, payloads, echo_requests)
+                 for key in (targets or ["batching"])}
+        result["echo"] = unary[next(iter(unary))]
+        result["unary"] = unary
     for key, extra in configs.items():
         pts = []
         for s in streams:
@@ -454,14 +462,14 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
             p["fraction_of_echo"] = p["clouds_per_s"] / e["clouds_per_s"] if e["clouds_per_s"] else None
     result["fraction_of_echo_at_max_streams"] = {k: c["points"][-1]["fraction_of_echo"]
                                                  for k, c in result["configs"].items() if k != "echo"}
-    main = "target" if target else "batching"
+    main = next(iter(targets)) if targets else "batching"
     frac = result["configs"][main]["points"][-1]["fraction_of_echo"]
     result["targets"] = {
         f"stream_fraction_of_echo_at_{streams[-1]}_streams": {"value": frac, "target": TARGET_STREAM_FRACTION,
                                                                "met": frac >= TARGET_STREAM_FRACTION},
         "unary_vs_echo_ratio_at_1_stream": {"value": result["echo"]["ratio"], "target": TARGET_ECHO_RATIO,
                                             "met": result["echo"]["meets_target"]}}
-    if not target:
+    if not targets:
         ratios = []
         for b, n in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"]):
             ratios.append({"streams": b["streams"], "throughput_ratio": b["clouds_per_s"] / n["clouds_per_s"],
@@ -486,7 +494,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
 
 def report(result: dict) -> str:
     keys = [k for k in result["configs"] if k != "echo"]
-    where = f"target {result['target']}" if result.get("target") else f"{result['machine']['cpus']} CPUs"
+    where = ("targets " + ", ".join(f"{k} = {a}" for k, a in result["target"].items()) if result.get("target")
+             else f"{result['machine']['cpus']} CPUs")
     lines = [f"bench server: {result['model']} ({result['payload_bytes_mean']:.1f}-byte payloads), {where}, "
              f"window {result['settings']['window']} per stream, one connection per "
              f"{result['settings']['connections']}",
@@ -504,9 +513,10 @@ def report(result: dict) -> str:
             f"{s} streams {r:.2f}x" for s, r in zip(result["streams"], rs)))
     for r in result.get("ratios", []):
         lines.append(f"batching / no batching at {r['streams']} streams: {r['throughput_ratio']:.2f}x")
-    e = result["echo"]
-    lines.append(f"unary round trip p50 {e['classify_p50_ms']:.3f} ms vs bare gRPC echo {e['echo_p50_ms']:.3f} ms "
-                 f"({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x (target <= {TARGET_ECHO_RATIO}x)")
+    for key, e in result.get("unary", {"batching": result["echo"]}).items():
+        lines.append(f"unary round trip p50 ({key}) {e['classify_p50_ms']:.3f} ms vs bare gRPC echo "
+                     f"{e['echo_p50_ms']:.3f} ms ({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x "
+                     f"(target <= {TARGET_ECHO_RATIO}x)")
     for name, t in result["targets"].items():
         lines.append(f"target {name}: {t['value']:.2f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -535,8 +545,9 @@ def register(subparsers) -> None:
     b.add_argument("--plot", help="plot path (default: the --json path with .png)")
     b.add_argument("--model", help="model to serve (default: the demo's first pick, full if shipped)")
     b.add_argument("--models-dir", help="model repository")
-    b.add_argument("--target", metavar="HOST:PORT",
-                   help="measure this endpoint (serving --model, plaintext) instead of servers started here")
+    b.add_argument("--target", metavar="[NAME=]HOST:PORT", action="append",
+                   help="measure this endpoint (serving --model, plaintext) instead of servers started "
+                        "here (repeatable: side by side; unary against the first)")
     b.add_argument("--workers", default="1,2", help="worker counts of the batching server (default 1,2)")
     b.add_argument("--streams", default="1,8,64", help="concurrent stream counts (default 1,8,64)")
     b.add_argument("--window", type=int, default=1, help="frames in flight per stream (default 1)")
