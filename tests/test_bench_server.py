@@ -31,6 +31,6 @@ def test_bench_server_measures_against_the_echo(tmp_path):
 
     with start_server([micro]) as s:  # a deployed endpoint: measured as it is, beside the echo
         t = run_bench(micro, target=s.address, **kw)
-    assert set(t["configs"]) == {"target", "echo"} and t["target"] == s.address
+    assert set(t["configs"]) == {"target", "echo"} and t["target"] == {"target": s.address}
     assert all(p["answered"] > 0 and p["errors"] == 0 for p in t["configs"]["target"]["points"])
     assert "target = 127.0.0.1" in report(t)
