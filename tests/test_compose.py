@@ -202,8 +202,9 @@ def _local(cmd: list[str], mapping: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("variant", ["plain", "tls"])
 def test_each_service_command_runs_as_a_process(compose, compose_tls, variant, tmp_path):
     """cloud, its healthcheck and edge, as the compose file (and its TLS override) runs them, with
-    the secrets' files made here; edge goes through the shipped HAProxy configuration when
-    haproxy is installed (plain), straight to the server otherwise."""
+    the secrets' files made here; edge goes through the shipped HAProxy configuration (with TLS on
+    both of its sides in the TLS variant) when haproxy is installed, straight to the server
+    otherwise."""
     spec = compose_tls if variant == "tls" else compose
     cloud, edge = spec["services"]["cloud"], spec["services"]["edge"]
     port, mport = free_port(), free_port()
@@ -235,9 +236,10 @@ def test_each_service_command_runs_as_a_process(compose, compose_tls, variant, t
         assert b"splitinfer_requests_total" in urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
                                                                      timeout=5).read()
         target = f"127.0.0.1:{port}"
-        if variant == "plain" and (shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")):
+        if shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin"):
             from splitinfer.bench.balancer import Balancer
-            balancer = Balancer([target])
+            lb_secrets = {k: v for k, v in mapping.items() if k.startswith("/run/secrets/")}
+            balancer = Balancer([target], secrets=lb_secrets if variant == "tls" else None)
             balancer.wait(timeout_s=30)
             target = balancer.address
         ecmd = _local(_command(edge["command"]), {**mapping, "lb:50051": target})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import signal
 import socket
@@ -62,7 +63,10 @@ def local_config(replicas: list[str], port: int, stats_port: int, host: str = "1
 class Balancer:
     """``haproxy`` on ``docker/haproxy.cfg`` for ``replicas``, on loopback ports."""
 
-    def __init__(self, replicas: list[str], port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, replicas: list[str], port: int = 0, host: str = "127.0.0.1",
+                 secrets: dict[str, str] | None = None):
+        """secrets: TLS on both sides (``SPLITINFER_TLS``), the configuration's /run/secrets/NAME
+        paths mapped to local files, e.g. {"/run/secrets/lb_pem": "lb.pem", ...}."""
         exe = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
         if exe is None:
             raise BalancerError("haproxy is not installed (apt-get install haproxy; scripts/setup.sh dev)")
@@ -72,14 +76,18 @@ class Balancer:
         self.stats_port = free_port(host)
         self.tmp = tempfile.TemporaryDirectory(prefix="splitinfer-lb-")
         self.config = Path(self.tmp.name) / "haproxy.cfg"
-        self.config.write_text(local_config(self.replicas, self.port, self.stats_port, host))
+        text = local_config(self.replicas, self.port, self.stats_port, host)
+        for path, local in (secrets or {}).items():
+            text = text.replace(path, str(local))
+        self.config.write_text(text)
+        env = dict(os.environ, SPLITINFER_TLS="1") if secrets else None
         self.log_path = Path(self.tmp.name) / "haproxy.log"
-        check = subprocess.run([exe, "-c", "-q", "-f", str(self.config)], capture_output=True, text=True)
+        check = subprocess.run([exe, "-c", "-q", "-f", str(self.config)], capture_output=True, text=True, env=env)
         if check.returncode != 0:
             raise BalancerError(f"haproxy refuses the configuration:\n{check.stdout}{check.stderr}")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([exe, "-db", "-f", str(self.config)], stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         self.address = f"{host}:{self.port}"
 
     def servers(self) -> dict[str, str]:
