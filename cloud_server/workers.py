@@ -181,6 +181,8 @@ class Supervisor:
     def start(self) -> None:
         from prometheus_client import CollectorRegistry
         from prometheus_client import multiprocess
+
+        from .metrics import DEFAULT_METRICS_HOST, MetricsEndpoint
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # inherited by the workers
         first = self._spawn(0)
         self._wait_ready([first])          # resolves the port when --port 0
@@ -190,8 +192,9 @@ class Supervisor:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))
             registry.register(_Collector(self))
-            self.metrics_port, self._close_metrics = _serve_metrics(
-                registry, self.opts.metrics_host or self.opts.host, self.opts.metrics_port)
+            endpoint = MetricsEndpoint(registry, self.opts.metrics_host or DEFAULT_METRICS_HOST,
+                                       self.opts.metrics_port).start()
+            self.metrics_port, self._close_metrics = endpoint.port, endpoint.close
         self._write_ready()
         log.info("serving on %s:%s with %d workers (pids %s), metrics %s", self.opts.host, self.port,
                  self.n, ", ".join(str(w.pid) for w in self.workers.values()), self.metrics_port)
@@ -284,22 +287,6 @@ def _status(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit status {exitcode}"
-
-
-def _serve_metrics(registry, host: str, port: int):
-    """(bound port, close) of a /metrics endpoint for ``registry``."""
-    from . import metrics
-    endpoint = getattr(metrics, "MetricsEndpoint", None)
-    if endpoint is not None:
-        e = endpoint(registry, host, port).start()
-        return e.port, e.close
-    from prometheus_client import start_http_server
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-
-    def close():
-        server.shutdown()
-        server.server_close()
-    return server.server_port, close
 
 
 def run_server(opts, workers: int = 0) -> int:
