@@ -104,7 +104,7 @@ def run(a: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         from .workers import run_server
-        return run_server(options(a), a.workers)
+        return run_server(options(a), a.workers, describe=startup_error)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - a startup failure is one line, never a traceback

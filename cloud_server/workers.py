@@ -35,7 +35,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -76,7 +75,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(opts, index: int, log_level: int, parent: int) -> None:
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _worker_main(opts, index: int, log_level: int, parent: int, error_file: str, describe) -> None:
+    """One worker: ``serve(opts)``; a startup failure is written, as ``describe`` words it, to
+    ``error_file`` for the supervisor to report (one line, no traceback)."""
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before prctl
         os._exit(1)
@@ -87,9 +93,12 @@ def _worker_main(opts, index: int, log_level: int, parent: int) -> None:
         code = serve(opts)
     except KeyboardInterrupt:
         code = 130
-    except Exception as e:  # noqa: BLE001 - one line, no traceback (the supervisor adds its own)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: worker {index}: {msg}", flush=True, file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - reported by the supervisor
+        try:
+            msg = describe(e)
+        except Exception:  # noqa: BLE001
+            msg = _first_line(e)
+        Path(error_file).write_text(msg)
         code = 2
     os._exit(code)
 
@@ -126,8 +135,11 @@ class Supervisor:
     """Starts ``n`` workers of ``opts``, watches them, forwards shutdown; see the module doc."""
 
     def __init__(self, opts, n: int, max_restarts: int = MAX_RESTARTS,
-                 restart_window_s: float = RESTART_WINDOW_S):
+                 restart_window_s: float = RESTART_WINDOW_S, describe=_first_line):
+        """describe: exception -> the one line that reports a worker's startup failure (a
+        module-level function: it travels to the worker processes by name)."""
         self.opts = opts
+        self.describe = describe
         self.n = n
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
@@ -148,13 +160,25 @@ class Supervisor:
     def _spawn(self, index: int) -> _Worker:
         ready = self.tmp / f"worker-{index}.json"
         ready.unlink(missing_ok=True)
+        self._error_file(index).unlink(missing_ok=True)
         wopts = replace(self.opts, port=self.port if self.port is not None else self.opts.port,
                         reuse_port=True, metrics_port=None, ready_file=str(ready))
         proc = self.ctx.Process(target=_worker_main, name=f"splitinfer-worker-{index}",
-                                args=(wopts, index, logging.getLogger().getEffectiveLevel(), os.getpid()))
+                                args=(wopts, index, logging.getLogger().getEffectiveLevel(), os.getpid(),
+                                      str(self._error_file(index)), self.describe))
         proc.start()
         w = self.workers[index] = _Worker(index, proc, ready, time.monotonic())
         return w
+
+    def _error_file(self, index: int) -> Path:
+        return self.tmp / f"worker-{index}.error"
+
+    def _why(self, w: _Worker) -> str:
+        """Why a worker exited: its startup error, else its exit status."""
+        try:
+            return self._error_file(w.index).read_text()
+        except OSError:
+            return f"worker {w.index} exited with {_status(w.proc.exitcode)} before serving"
 
     def _check_ready(self, w: _Worker) -> bool:
         if not w.ready and w.ready_file.exists():
@@ -172,8 +196,7 @@ class Supervisor:
                 raise _Stop()
             for w in workers:
                 if not w.proc.is_alive():
-                    raise _StartFailed(f"worker {w.index} exited with {_status(w.proc.exitcode)} "
-                                       "before serving")
+                    raise _StartFailed(self._why(w))
             if time.monotonic() > end:
                 raise _StartFailed(f"workers not serving within {START_TIMEOUT_S:.0f} s")
             wait_any([w.proc.sentinel for w in workers], timeout=0.05)
@@ -231,8 +254,9 @@ class Supervisor:
                               "server", w.index, w.pid, _status(w.proc.exitcode), len(self.deaths),
                               self.restart_window_s)
                     return 1
-                log.error("worker %d (pid %d) died (%s); starting a new one", w.index, w.pid,
-                          _status(w.proc.exitcode))
+                why = f": {self._why(w)}" if not w.ready else ""
+                log.error("worker %d (pid %d) died (%s)%s; starting a new one", w.index, w.pid,
+                          _status(w.proc.exitcode), why)
                 self.restarts += 1
                 self._spawn(w.index)
         return 0
@@ -289,9 +313,10 @@ def _status(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
-def run_server(opts, workers: int = 0) -> int:
+def run_server(opts, workers: int = 0, describe=_first_line) -> int:
     """``splitinfer serve``: one process (``workers`` 1) or a supervisor of ``workers`` worker
-    processes (0: one per core, :func:`default_workers`); returns the exit status."""
+    processes (0: one per core, :func:`default_workers`); returns the exit status. ``describe``
+    words a worker's startup failure (raised here as ServeError)."""
     n = workers or default_workers()
     if n < 0:
         from .server import ServeError
@@ -299,13 +324,13 @@ def run_server(opts, workers: int = 0) -> int:
     if n == 1:
         from .server import serve
         return serve(opts)
-    return serve_workers(opts, n)
+    return serve_workers(opts, n, describe)
 
 
-def serve_workers(opts, n: int) -> int:
+def serve_workers(opts, n: int, describe=_first_line) -> int:
     """Run ``n`` workers of ``opts`` until SIGTERM or SIGINT; the exit status (see the module doc)."""
     from .server import ServeError
-    sup = Supervisor(opts, n)
+    sup = Supervisor(opts, n, describe=describe)
 
     def on_signal(signum, frame):
         if not sup.stopping:
@@ -320,7 +345,7 @@ def serve_workers(opts, n: int) -> int:
             return sup.stop()
         except _StartFailed as e:
             sup.stop()
-            raise ServeError(f"{e} (its error is above)") from None
+            raise ServeError(str(e)) from None
         code = sup.watch()
         return max(code, sup.stop())
     finally:

@@ -188,7 +188,7 @@ def test_a_worker_that_cannot_start_stops_the_server(micro, tmp_path):
                        capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert r.returncode == 2, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert errors and "no-such-model" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(errors) == 1 and "no-such-model" in errors[0] and "Traceback" not in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "cloud_server", "--port", "0", "--workers", "-2"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert r.returncode == 2 and "error: --workers -2" in r.stderr, r.stderr
