@@ -225,3 +225,40 @@ def test_sigterm_while_the_workers_load_stops_everything(micro, tmp_path):
     assert proc.returncode == 0, out
     assert "Traceback" not in out, out
     assert _wait_gone(workers) == [] and not (tmp_path / "ready.json").exists()
+
+
+CRASH_LOOP = """
+import json, sys
+from cloud_server.server import ServerOptions
+from cloud_server.workers import Supervisor
+sup = Supervisor(ServerOptions(port=0, models=[sys.argv[1]], metrics_port=None), 2, max_restarts=1)
+sup.start()
+print(json.dumps([w.pid for w in sup.workers.values()]), flush=True)
+code = sup.watch()
+code = max(code, sup.stop())
+sup.close()
+sys.exit(code)
+"""
+
+
+def test_a_crash_loop_stops_the_server(micro):
+    """More deaths than the supervisor tolerates within its window: it drains the rest and
+    exits 1 (the restart is left to whatever runs it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_LOOP, micro], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        first = json.loads(proc.stdout.readline())
+        os.kill(first[0], signal.SIGKILL)          # replaced (1 death tolerated)
+        end = time.monotonic() + 60
+        while not (replacement := [p for p in _children(proc.pid) if p not in first]):
+            assert proc.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        os.kill(first[1], signal.SIGKILL)          # a second death within the window
+        assert proc.wait(60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert "starting a new one" in err and "2 deaths within 60 s, stopping the server" in err, err
+    assert _wait_gone(first + replacement) == []
