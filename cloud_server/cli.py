@@ -55,6 +55,10 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     s.add_argument("--ready-file", help="write {port, metrics_port, pid, models} as JSON once serving")
     s.add_argument("--log-level", default="INFO")
+    s.add_argument("--workers", type=int, default=0,
+                   help="server processes sharing the port (SO_REUSEPORT) under a supervisor that "
+                        "aggregates their metrics and drains them all on SIGTERM (default 0: one "
+                        "per core; 1: a single process; docs/deploy.md)")
 
 
 class UsageError(Exception):
@@ -98,8 +102,8 @@ def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, str(a.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        from .server import serve
-        return serve(options(a))
+        from .workers import run_server
+        return run_server(options(a), a.workers, describe=startup_error)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - a startup failure is one line, never a traceback

@@ -45,9 +45,13 @@ class Metrics:
                                       ["model"], buckets=BITS_BUCKETS, registry=r)
         self.duplicates = Counter("splitinfer_duplicate_frames", "Resent frames answered from the "
                                   "idempotency cache", ["model"], registry=r)
-        self.inflight = Gauge("splitinfer_inflight_frames", "Frames being processed", registry=r)
-        self.streams = Gauge("splitinfer_active_streams", "Open ClassifyStream calls", registry=r)
-        self.models = Gauge("splitinfer_models_loaded", "Models served", registry=r)
+        # gauges: summed over live workers under `serve --workers N` (prometheus_client multiprocess)
+        self.inflight = Gauge("splitinfer_inflight_frames", "Frames being processed", registry=r,
+                              multiprocess_mode="livesum")
+        self.streams = Gauge("splitinfer_active_streams", "Open ClassifyStream calls", registry=r,
+                             multiprocess_mode="livesum")
+        self.models = Gauge("splitinfer_models_loaded", "Models served", registry=r,
+                            multiprocess_mode="livemax")
         self._http = None
 
     def serve_http(self, port: int, host: str = DEFAULT_METRICS_HOST) -> int:

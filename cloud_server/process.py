@@ -25,7 +25,8 @@ class ServerProcess:
         self.ready_file = Path(self.tmp.name) / "ready.json"
         self.log_path = Path(self.tmp.name) / "server.log"
         cmd = [sys.executable, "-m", "cloud_server", "--host", host, "--port", str(port),
-               "--metrics-port", "0", "--ready-file", str(self.ready_file), "--log-level", "WARNING"]
+               "--metrics-port", "0", "--ready-file", str(self.ready_file), "--log-level", "WARNING",
+               "--workers", "1"]  # a single process unless ``extra`` says --workers N
         if models_dir:
             cmd += ["--models", str(models_dir)]
         for m in models:

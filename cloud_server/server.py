@@ -89,6 +89,7 @@ class ServerOptions:
     ready_file: str | None = None       # JSON {"port", "metrics_port", "pid", "models"} once serving
     dedup_streams: int = 4096
     dedup_frames_per_stream: int = 4096
+    reuse_port: bool = False            # SO_REUSEPORT: worker processes share the port (workers.py)
 
 
 class ServeError(Exception):
@@ -445,7 +446,7 @@ def load_models(opts: ServerOptions, broken: list | None = None) -> dict:
     return models
 
 
-def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+def grpc_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, Any]]:
     return [
         # the transport refuses messages well over the payload limit (RESOURCE_EXHAUSTED)
         ("grpc.max_receive_message_length", max_message_bytes + _ENVELOPE_BYTES),
@@ -453,7 +454,8 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ("grpc.http2.max_ping_strikes", 0),
-        ("grpc.so_reuseport", 0),
+        # off: a second server on a taken port fails; on for the workers of one server (--workers)
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
@@ -481,7 +483,8 @@ class Server:
             interceptors.append(TokenAuthInterceptor(
                 o.tokens, on_denied=lambda method, why: self.servicer._count(
                     method.rsplit("/", 1)[-1], grpc.StatusCode.UNAUTHENTICATED)))
-        self.server = grpc.aio.server(options=grpc_options(o.max_message_bytes), interceptors=interceptors)
+        self.server = grpc.aio.server(options=grpc_options(o.max_message_bytes, o.reuse_port),
+                                      interceptors=interceptors)
         pb2_grpc.add_InferenceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -58,6 +58,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
     s.add_argument("--tls-ca", help="PEM root certificate of the server (implies --tls)")
     s.add_argument("--tls-server-name", help="name on the server's certificate, when not the host")
+    s.add_argument("--lb", choices=["round_robin", "pick_first"],
+                   help="client-side load balancing over the addresses of --server: a dns:/// name "
+                        "(e.g. a Kubernetes headless Service) or ip:port,ip:port (docs/deploy.md)")
     s.add_argument("--reconnect-timeout", type=float, default=30.0,
                    help="give up after this many seconds without progress (default 30)")
     s.add_argument("--table", action="store_true", help="print a line per frame instead of a progress bar")
@@ -125,9 +128,14 @@ def run(a: argparse.Namespace) -> int:
     if (a.latency_budget is None) != (a.family is None):
         print("error: --latency-budget and --family go together", file=sys.stderr)
         return 2
-    client = EdgeClient(a.server, a.model, models_dir=a.models_dir, token=token, tls=a.tls,
-                        tls_ca=a.tls_ca, tls_server_name=a.tls_server_name, window=a.window,
-                        reconnect_timeout_s=a.reconnect_timeout, seed=a.seed, slowdown=a.device_slowdown)
+    try:
+        client = EdgeClient(a.server, a.model, models_dir=a.models_dir, token=token, tls=a.tls,
+                            tls_ca=a.tls_ca, tls_server_name=a.tls_server_name, window=a.window,
+                            reconnect_timeout_s=a.reconnect_timeout, seed=a.seed,
+                            slowdown=a.device_slowdown, lb=a.lb)
+    except ValueError as e:  # a --server list that is not addresses
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         controller = None
         try:

@@ -59,6 +59,8 @@ from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
+from . import balancing
+
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
              grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED}
 FRAME_RETRYABLE = {int(grpc.StatusCode.UNAVAILABLE.value[0])}
@@ -428,6 +430,8 @@ class EdgeClient:
     models_dir: the local model repository (default: models/ or $SPLITINFER_MODELS).
     token: sent as ``authorization: Bearer <token>``. tls_ca: PEM root certificate (enables TLS);
     tls_server_name: the name the certificate must carry when it differs from the host.
+    lb: client-side load balancing over the addresses of ``server`` ("round_robin" or
+    "pick_first"; ``edge_client.balancing``), e.g. a ``dns:///`` name or "ip:port,ip:port".
     """
 
     def __init__(self, server: str, model: str | None = None, *, models_dir: str | Path | None = None,
@@ -435,7 +439,8 @@ class EdgeClient:
                  tls_server_name: str | None = None, window: int = 32, timeout_s: float | None = 30.0,
                  reconnect_timeout_s: float = 30.0, backoff_initial_s: float = 0.05,
                  backoff_max_s: float = 2.0, frame_retries: int = 20, seed: int = 0,
-                 max_message_bytes: int = 4 * 1024 * 1024, slowdown: float = 1.0):
+                 max_message_bytes: int = 4 * 1024 * 1024, slowdown: float = 1.0,
+                 lb: str | None = None):
         self.server = server
         self.model_name = model
         self.models_dir = models_dir
@@ -460,11 +465,13 @@ class EdgeClient:
         ]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
+        options += balancing.channel_options(lb)
+        address = balancing.target(server)
         if tls or tls_ca:
             root = Path(tls_ca).read_bytes() if tls_ca else None
-            self._channel = grpc.secure_channel(server, grpc.ssl_channel_credentials(root), options)
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root), options)
         else:
-            self._channel = grpc.insecure_channel(server, options)
+            self._channel = grpc.insecure_channel(address, options)
         self._stub = pb2_grpc.InferenceStub(self._channel)
         self._repo = None
         self._models: dict[str, Any] = {}

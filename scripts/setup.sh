@@ -29,6 +29,9 @@ fi
 if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium "the sidecar web-page test drives it; without it that test skips"
 fi
+if [ "$profile" = dev ] && ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  apt_install haproxy "the replica tests run it in front of loopback servers; without it they skip"
+fi
 
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null 2>&1 || { echo "error: $PY not found; install Python >= 3.10 (or set PYTHON=...)" >&2; exit 1; }

@@ -1,18 +1,28 @@
-"""``splitinfer bench server``: throughput and latency of the cloud server, with and without
-dynamic batching, and our unary round trip against a bare gRPC echo.
+"""``splitinfer bench server``: throughput and latency of the cloud server against the bare gRPC
+transport it runs on, with and without dynamic batching, one process or several (``--workers``),
+or of a deployed endpoint (``--target``, e.g. HAProxy in front of replicas).
 
-Two server processes run side by side on loopback: one with dynamic batching (``--max-batch-size``
-frames, greedy unless ``--max-queue-delay-ms``), one without (batch size 1). Load-generator
-processes (grpc.aio) drive 1, 8 and 64 concurrent ClassifyStreams against each, every stream a
-closed loop with ``--window`` frames in flight, sending real containers of the sample clouds.
-The points alternate between the two servers, in an order that flips every repeat, so that a
-drifting background load hits both alike; medians over ``--repeats`` are reported. Per point:
-clouds per second, p50/p99 latency (send to answer, at the client) and the mean batch size the
-server formed (from its Prometheus metrics).
+Servers run side by side on loopback: ours with dynamic batching (``--max-batch-size`` frames,
+greedy unless ``--max-queue-delay-ms``) for every count of ``--workers`` (default 1 and 2), ours
+without batching (one process), and a bare grpc.aio echo: a bidirectional stream that returns each
+request's bytes unchanged (no protobuf, no work) and a unary method doing the same. The same
+load-generator processes (grpc.aio) drive 1, 8 and 64 concurrent streams against each, every
+stream a closed loop with ``--window`` frames in flight, sending real containers of the sample
+clouds (to the echo: the same serialized requests, so the messages have the same size); each
+stream has its own connection (``--connections stream``, as separate edge devices do, and what
+lets the kernel spread them over workers) unless ``--connections process``. The points alternate
+between the servers, in an order that flips every repeat, so that a drifting background load hits
+all alike; medians over ``--repeats``. Per point: clouds per second, p50/p99 latency (send to
+answer, at the client), the mean batch size the server formed (from its Prometheus metrics), and
+clouds per second as a fraction of the echo's messages per second at the same point.
 
-The echo baseline is a bare grpc.aio server whose one method returns the request bytes
-unchanged (no protobuf, no work); unary calls of the same request size, one at a time from the
-same client, in alternating blocks against our ``Classify``: the ratio of the p50 round trips.
+Unary: our ``Classify`` against the unary echo, one call at a time from one client, in alternating
+blocks: the ratio of the p50 round trips.
+
+With ``--target HOST:PORT`` the measured server is that endpoint (nothing of ours is started;
+batch sizes are not known); the echo still runs here, as the baseline of this machine. Several
+``--target [NAME=]HOST:PORT`` are measured side by side in one run (e.g. 1, 2 and 3 replicas
+behind HAProxy, and a ``--workers 2`` server).
 
 Writes JSON (``--json``) and a plot (``--plot``, default next to the JSON), and prints every
 figure with its ratio to the baseline side by side. Not a test: numbers depend on the machine.
@@ -38,7 +48,9 @@ import numpy as np
 
 TARGET_BATCHING_RATIO = 3.0   # batching / no batching throughput at 64 streams
 TARGET_ECHO_RATIO = 1.5       # our unary p50 / bare echo p50 at 1 stream
+TARGET_STREAM_FRACTION = 0.5  # our clouds/s / the streaming echo's messages/s at the most streams
 ECHO_METHOD = "/splitinfer.bench.Echo/Echo"
+ECHO_STREAM_METHOD = "/splitinfer.bench.Echo/EchoStream"
 
 
 def _save_payloads(path: str, payloads: list[bytes]) -> None:
@@ -55,7 +67,11 @@ def _load_payloads(path: str) -> list[bytes]:
 
 # -- load generator (runs in its own process) --------------------------------------------------------
 async def _load(address: str, model: str, payloads: list[bytes], streams: int, window: int,
-                warmup_s: float, duration_s: float) -> dict:
+                warmup_s: float, duration_s: float, echo: bool = False, connections: str = "stream") -> dict:
+    """``streams`` closed-loop streams against ``address``: our ClassifyStream, or (``echo``) the
+    bare streaming echo fed the same serialized requests (answered in order)."""
+    import collections
+
     import grpc
 
     from splitinfer.proto import inference_pb2 as pb2
@@ -63,16 +79,28 @@ async def _load(address: str, model: str, payloads: list[bytes], streams: int, w
 
     latencies: list[float] = []
     counts = {"answered": 0, "errors": 0}
-    async with grpc.aio.insecure_channel(address) as channel:
-        await channel.channel_ready()
-        stub = pb2_grpc.InferenceStub(channel)
+    n_channels = streams if connections == "stream" else 1
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(n_channels)]
+    try:
+        await asyncio.gather(*(c.channel_ready() for c in channels))
         t0 = time.perf_counter()
         t_measure, t_end = t0 + warmup_s, t0 + warmup_s + duration_s
+
+        def book(ts: float, resp) -> None:
+            t = time.perf_counter()
+            if ts >= t_measure and t <= t_end:
+                latencies.append(t - ts)
+                counts["answered"] += 1
+                if resp is not None and resp.HasField("error") and resp.error.code:
+                    counts["errors"] += 1
 
         async def one_stream(k: int) -> None:
             sem = asyncio.Semaphore(window)
             sent: dict[int, float] = {}
+            fifo: collections.deque[float] = collections.deque()
             sid = uuid.uuid4().hex
+            channel = channels[k % n_channels]
 
             async def requests():
                 seq = k  # spread the payloads across streams
@@ -80,23 +108,31 @@ async def _load(address: str, model: str, payloads: list[bytes], streams: int, w
                     await sem.acquire()
                     if time.perf_counter() >= t_end:
                         return
-                    sent[seq] = time.perf_counter()
-                    yield pb2.ClassifyRequest(model=model, payload=payloads[seq % len(payloads)],
+                    req = pb2.ClassifyRequest(model=model, payload=payloads[seq % len(payloads)],
                                               stream_id=sid, seq=seq)
+                    if echo:
+                        req = req.SerializeToString()
+                        fifo.append(time.perf_counter())
+                    else:
+                        sent[seq] = time.perf_counter()
+                    yield req
                     seq += 1
 
-            call = stub.ClassifyStream(requests())
-            async for resp in call:
-                t = time.perf_counter()
-                ts = sent.pop(resp.seq)
-                if ts >= t_measure and t <= t_end:
-                    latencies.append(t - ts)
-                    counts["answered"] += 1
-                    if resp.HasField("error") and resp.error.code:
-                        counts["errors"] += 1
-                sem.release()
+            if echo:
+                call = channel.stream_stream(ECHO_STREAM_METHOD, request_serializer=None,
+                                             response_deserializer=None)(requests())
+                async for _ in call:
+                    book(fifo.popleft(), None)
+                    sem.release()
+            else:
+                call = pb2_grpc.InferenceStub(channel).ClassifyStream(requests())
+                async for resp in call:
+                    book(sent.pop(resp.seq), resp)
+                    sem.release()
 
         await asyncio.gather(*(one_stream(k) for k in range(streams)))
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
     return {"answered": counts["answered"], "errors": counts["errors"], "duration_s": duration_s,
             "latencies_ms": [round(x * 1e3, 4) for x in latencies]}
 
@@ -110,9 +146,12 @@ def _load_main(argv: list[str]) -> int:
     p.add_argument("--window", type=int)
     p.add_argument("--warmup", type=float)
     p.add_argument("--duration", type=float)
+    p.add_argument("--echo", action="store_true")
+    p.add_argument("--connections", default="stream")
     a = p.parse_args(argv)
     payloads = _load_payloads(a.payloads)
-    r = asyncio.run(_load(a.address, a.model, payloads, a.streams, a.window, a.warmup, a.duration))
+    r = asyncio.run(_load(a.address, a.model, payloads, a.streams, a.window, a.warmup, a.duration,
+                          a.echo, a.connections))
     print(json.dumps(r))
     return 0
 
@@ -128,8 +167,13 @@ async def _echo_serve(port_file: str) -> None:
     async def echo(request: bytes, context) -> bytes:
         return request
 
-    handler = grpc.method_handlers_generic_handler("splitinfer.bench.Echo", {
-        "Echo": grpc.unary_unary_rpc_method_handler(echo)})  # bytes in, bytes out: no protobuf
+    async def echo_stream(request_iterator, context):
+        async for request in request_iterator:
+            yield request
+
+    handler = grpc.method_handlers_generic_handler("splitinfer.bench.Echo", {  # bytes: no protobuf
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "EchoStream": grpc.stream_stream_rpc_method_handler(echo_stream)})
     server = grpc.aio.server(options=grpc_options(64 * 1024))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -171,14 +215,16 @@ def _pct(xs, q):
 
 
 def run_point(address: str, model: str, payload_file: str, streams: int, window: int, procs: int,
-              warmup_s: float, duration_s: float, metrics_port: int | None) -> dict:
+              warmup_s: float, duration_s: float, metrics_port: int | None, echo: bool = False,
+              connections: str = "stream") -> dict:
     procs = max(1, min(procs, streams))
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     b0 = (_scrape(metrics_port, "splitinfer_batch_size_sum"), _scrape(metrics_port, "splitinfer_batch_size_count"))
     children = [subprocess.Popen(
         [sys.executable, "-m", "splitinfer.bench.server", "_load", "--address", address, "--model", model,
          "--payloads", payload_file, "--streams", str(n), "--window", str(window),
-         "--warmup", str(warmup_s), "--duration", str(duration_s)],
+         "--warmup", str(warmup_s), "--duration", str(duration_s), "--connections", connections]
+        + (["--echo"] if echo else []),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(), text=True) for n in per]
     results = []
     for c in children:
@@ -196,58 +242,100 @@ def run_point(address: str, model: str, payload_file: str, streams: int, window:
             "mean_batch_size": ((b1[0] - b0[0]) / batches) if batches else None}
 
 
-def echo_ratio(server_address: str, model: str, payloads: list[bytes], requests: int) -> dict:
+class EchoProcess:
+    """The bare echo server (unary and streaming) as a child process on a free loopback port."""
+
+    def __init__(self, timeout_s: float = 30.0):
+        self.tmp = tempfile.TemporaryDirectory(prefix="splitinfer-echo-")
+        port_file = Path(self.tmp.name) / "port"
+        self.proc = subprocess.Popen([sys.executable, "-m", "splitinfer.bench.server", "_echo", str(port_file)],
+                                     env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        end = time.monotonic() + timeout_s
+        while not port_file.exists() or not port_file.read_text():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"echo server did not start: {self.proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        self.address = f"127.0.0.1:{port_file.read_text()}"
+        self.metrics_port = None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class _Endpoint:
+    """A server measured as it is (``--target``)."""
+
+    def __init__(self, address: str):
+        self.address, self.metrics_port = address, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def echo_ratio(server_address: str, echo_address: str, model: str, payloads: list[bytes], requests: int) -> dict:
     """p50 unary round trip of our Classify vs a bare echo of the same request size."""
     import grpc
 
     from splitinfer.proto import inference_pb2 as pb2
     from splitinfer.proto import inference_pb2_grpc as pb2_grpc
 
-    tmp = tempfile.mkdtemp(prefix="splitinfer-echo-")
-    port_file = Path(tmp) / "port"
-    echo = subprocess.Popen([sys.executable, "-m", "splitinfer.bench.server", "_echo", str(port_file)],
-                            env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        end = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            if echo.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"echo server did not start: {echo.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        echo_addr = f"127.0.0.1:{port_file.read_text()}"
-        reqs = [pb2.ClassifyRequest(model=model, payload=p).SerializeToString() for p in payloads]
-        with grpc.insecure_channel(server_address) as ch_ours, grpc.insecure_channel(echo_addr) as ch_echo:
-            ours = pb2_grpc.InferenceStub(ch_ours).Classify
-            bare = ch_echo.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
-            parsed = [pb2.ClassifyRequest.FromString(r) for r in reqs]
+    reqs = [pb2.ClassifyRequest(model=model, payload=p).SerializeToString() for p in payloads]
+    with grpc.insecure_channel(server_address) as ch_ours, grpc.insecure_channel(echo_address) as ch_echo:
+        ours = pb2_grpc.InferenceStub(ch_ours).Classify
+        bare = ch_echo.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
+        parsed = [pb2.ClassifyRequest.FromString(r) for r in reqs]
 
-            def timed(fn, items, n):
-                out = []
-                for i in range(n):
-                    t = time.perf_counter()
-                    fn(items[i % len(items)], timeout=10)
-                    out.append((time.perf_counter() - t) * 1e3)
-                return out
+        def timed(fn, items, n):
+            out = []
+            for i in range(n):
+                t = time.perf_counter()
+                fn(items[i % len(items)], timeout=10)
+                out.append((time.perf_counter() - t) * 1e3)
+            return out
 
-            timed(ours, parsed, 200)   # warm up both
-            timed(bare, reqs, 200)
-            # interleave blocks so that both see the same background load
-            t_ours, t_echo = [], []
-            block = max(50, requests // 10)
-            for _ in range(max(1, requests // block)):
-                t_ours += timed(ours, parsed, block)
-                t_echo += timed(bare, reqs, block)
-    finally:
-        echo.terminate()
-        try:
-            echo.wait(10)
-        except subprocess.TimeoutExpired:
-            echo.kill()
+        timed(ours, parsed, 200)   # warm up both
+        timed(bare, reqs, 200)
+        # interleave blocks so that both see the same background load
+        t_ours, t_echo = [], []
+        block = max(50, requests // 10)
+        for _ in range(max(1, requests // block)):
+            t_ours += timed(ours, parsed, block)
+            t_echo += timed(bare, reqs, block)
     p50_ours, p50_echo = statistics.median(t_ours), statistics.median(t_echo)
     return {"requests": len(t_ours), "request_bytes_mean": float(np.mean([len(r) for r in reqs])),
             "classify_p50_ms": p50_ours, "classify_p99_ms": _pct(t_ours, 99),
             "echo_p50_ms": p50_echo, "echo_p99_ms": _pct(t_echo, 99),
             "ratio": p50_ours / p50_echo, "target": TARGET_ECHO_RATIO,
             "meets_target": p50_ours / p50_echo <= TARGET_ECHO_RATIO}
+
+
+_STYLES = {"echo": ("bare gRPC echo", "k", ":"), "no_batching": ("no batching", "C1", "--")}
+
+
+def _style(key: str, targets: dict | None = None) -> tuple[str, str, str]:
+    if key in _STYLES:
+        return _STYLES[key]
+    if targets and key in targets:
+        return (f"{key} ({targets[key]})", f"C{list(targets).index(key) % 10}", "-")
+    workers = int(key.rsplit("_w", 1)[1]) if "_w" in key else 1
+    return (f"dynamic batching, {workers} worker{'s' if workers > 1 else ''}", f"C{(workers - 1) * 2}", "-")
 
 
 def plot(result: dict, path: str) -> str | None:
@@ -258,25 +346,28 @@ def plot(result: dict, path: str) -> str | None:
     except ImportError:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, key, style, color in (("dynamic batching", "batching", "o-", "C0"),
-                                     ("no batching", "no_batching", "s--", "C1")):
-        pts = result["configs"][key]["points"]
+    for key, cfg in result["configs"].items():
+        label, color, ls = _style(key, result["target"])
+        pts = cfg["points"]
         xs = [p["streams"] for p in pts]
-        ax1.plot(xs, [p["clouds_per_s"] for p in pts], style, color=color, label=label)
-        ax2.plot(xs, [p["p50_ms"] for p in pts], style, color=color, label=f"{label} p50")
-        ax2.plot(xs, [p["p99_ms"] for p in pts], style, color=color, alpha=0.35, label=f"{label} p99")
+        ax1.plot(xs, [p["clouds_per_s"] for p in pts], marker="o", ls=ls, color=color, label=label)
+        ax2.plot(xs, [p["p50_ms"] for p in pts], marker="o", ls=ls, color=color, label=f"{label} p50")
+        ax2.plot(xs, [p["p99_ms"] for p in pts], marker="o", ls=ls, color=color, alpha=0.35, label=f"{label} p99")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent streams")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    ax1.set_ylabel("clouds / s")
+        ax.legend(fontsize=7)
+    ax1.set_ylabel("clouds (echo: messages) / s")
     ax2.set_ylabel("latency (ms)")
     ax2.set_yscale("log")
     e = result["echo"]
-    fig.suptitle(f"{result['model']} on {result['machine']['cpus']} CPUs; unary round trip "
-                 f"{e['classify_p50_ms']:.3f} ms vs bare echo {e['echo_p50_ms']:.3f} ms ({e['ratio']:.2f}x)",
-                 fontsize=9)
+    fractions = ", ".join(f"{k if result['target'] else _style(k)[0]} {f:.0%}"
+                          for k, f in result["fraction_of_echo_at_max_streams"].items())
+    fig.suptitle(f"{result['model']} on {result['machine']['cpus']} CPUs, window {result['settings']['window']}: "
+                 f"clouds/s as a fraction of the bare streaming echo at {result['streams'][-1]} streams: {fractions}\n"
+                 f"unary round trip {e['classify_p50_ms']:.3f} ms vs bare echo {e['echo_p50_ms']:.3f} ms "
+                 f"({e['ratio']:.2f}x)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -287,7 +378,10 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
               duration_s: float = 2.0, warmup_s: float = 0.5, max_batch_size: int = 64,
               max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
               json_out: str | None = None, plot_out: str | None = None, executor: str = "inline",
-              repeats: int = 3) -> dict:
+              repeats: int = 3, workers=(1, 2), target=None, connections: str = "stream") -> dict:
+    """``target``: None (servers started here), "[NAME=]HOST:PORT", or a list of them."""
+    from contextlib import ExitStack
+
     from cloud_server.process import ServerProcess
     from splitinfer.data import SAMPLE
     from splitinfer.repository import pick_models
@@ -305,32 +399,53 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
     cpus = os.cpu_count() or 1
     procs = procs or max(1, min(4, cpus // 2))
     streams = tuple(streams)
+    targets = {}
+    for i, t in enumerate([target] if isinstance(target, str) else list(target or [])):
+        name, sep, addr = t.rpartition("=")
+        targets[name if sep else "target" if isinstance(target, str) else f"target{i + 1}"] = addr
     result = {"benchmark": "server", "model": cfg.name, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
+              "target": targets or None, "streams": list(streams),
               "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
                           "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
               "settings": {"window": window, "duration_s": duration_s, "warmup_s": warmup_s, "repeats": repeats,
-                           "load_processes_max": procs, "batch_executor": executor}, "configs": {}}
-    configs = {"batching": ["--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(max_queue_delay_ms),
-                            "--batch-executor", executor],
-               "no_batching": ["--max-batch-size", "1", "--batch-executor", executor]}
-    # both servers stay up; the points alternate between them (and the order flips every repeat),
-    # so that a drifting background load hits both configurations alike; medians over repeats
+                           "load_processes_max": procs, "batch_executor": executor, "connections": connections},
+              "configs": {}}
+    batching = ["--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(max_queue_delay_ms),
+                "--batch-executor", executor]
+    if targets:
+        configs = {key: None for key in targets}
+    else:
+        configs = {("batching" if w == 1 else f"batching_w{w}"): batching + ["--workers", str(w)] for w in workers}
+        configs["no_batching"] = ["--max-batch-size", "1", "--batch-executor", executor, "--workers", "1"]
+    configs["echo"] = None
+    # every server stays up; the points alternate between them (and the order flips every repeat),
+    # so that a drifting background load hits every configuration alike; medians over repeats
     runs: dict = {key: {s: [] for s in streams} for key in configs}
-    with ServerProcess([cfg.name], models_dir=models_dir, extra=configs["batching"]) as with_b, \
-            ServerProcess([cfg.name], models_dir=models_dir, extra=configs["no_batching"]) as without_b:
-        servers = {"batching": with_b, "no_batching": without_b}
+    with ExitStack() as stack:
+        servers = {}
+        for key, extra in configs.items():
+            if key == "echo":
+                servers[key] = stack.enter_context(EchoProcess())
+            elif key in targets:
+                servers[key] = _Endpoint(targets[key])
+            else:
+                servers[key] = stack.enter_context(ServerProcess([cfg.name], models_dir=models_dir, extra=extra))
         for rep in range(repeats):
             for s in streams:
                 order = list(configs) if (rep + streams.index(s)) % 2 == 0 else list(configs)[::-1]
                 for key in order:
                     srv = servers[key]
                     pt = run_point(srv.address, cfg.name, payload_file, s, window, procs if s > 1 else 1,
-                                   warmup_s, duration_s, srv.metrics_port)
+                                   warmup_s, duration_s, srv.metrics_port, echo=key == "echo",
+                                   connections=connections)
                     runs[key][s].append(pt)
-                    print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} clouds/s"
+                    print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} /s"
                           f"  p50 {pt['p50_ms']:.3f} ms  p99 {pt['p99_ms']:.3f} ms"
                           f"  batch {pt['mean_batch_size'] or 0:.1f}", file=sys.stderr)
-        result["echo"] = echo_ratio(with_b.address, cfg.name, payloads, echo_requests)
+        unary = {key: echo_ratio(servers[key].address, servers["echo"].address, cfg.name, payloads, echo_requests)
+                 for key in (targets or ["batching"])}
+        result["echo"] = unary[next(iter(unary))]
+        result["unary"] = unary
     for key, extra in configs.items():
         pts = []
         for s in streams:
@@ -343,17 +458,31 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
                                     for r in reps]})
         result["configs"][key] = {"server_args": extra, "points": pts}
     result["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    ratios = []
-    for b, n in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"]):
-        ratios.append({"streams": b["streams"], "throughput_ratio": b["clouds_per_s"] / n["clouds_per_s"],
-                       "p50_ratio": b["p50_ms"] / n["p50_ms"], "p99_ratio": b["p99_ms"] / n["p99_ms"]})
-    result["ratios"] = ratios
-    at_max = ratios[-1]["throughput_ratio"]
+    echo_pts = result["configs"]["echo"]["points"]
+    for key, c in result["configs"].items():
+        for p, e in zip(c["points"], echo_pts):
+            p["fraction_of_echo"] = p["clouds_per_s"] / e["clouds_per_s"] if e["clouds_per_s"] else None
+    result["fraction_of_echo_at_max_streams"] = {k: c["points"][-1]["fraction_of_echo"]
+                                                 for k, c in result["configs"].items() if k != "echo"}
+    main = next(iter(targets)) if targets else "batching"
+    frac = result["configs"][main]["points"][-1]["fraction_of_echo"]
     result["targets"] = {
-        f"batching_throughput_ratio_at_{streams[-1]}_streams": {"value": at_max, "target": TARGET_BATCHING_RATIO,
-                                                                 "met": at_max >= TARGET_BATCHING_RATIO},
+        f"stream_fraction_of_echo_at_{streams[-1]}_streams": {"value": frac, "target": TARGET_STREAM_FRACTION,
+                                                               "met": frac >= TARGET_STREAM_FRACTION},
         "unary_vs_echo_ratio_at_1_stream": {"value": result["echo"]["ratio"], "target": TARGET_ECHO_RATIO,
                                             "met": result["echo"]["meets_target"]}}
+    if not targets:
+        ratios = []
+        for b, n in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"]):
+            ratios.append({"streams": b["streams"], "throughput_ratio": b["clouds_per_s"] / n["clouds_per_s"],
+                           "p50_ratio": b["p50_ms"] / n["p50_ms"], "p99_ratio": b["p99_ms"] / n["p99_ms"]})
+        result["ratios"] = ratios
+        at_max = ratios[-1]["throughput_ratio"]
+        result["targets"][f"batching_throughput_ratio_at_{streams[-1]}_streams"] = {
+            "value": at_max, "target": TARGET_BATCHING_RATIO, "met": at_max >= TARGET_BATCHING_RATIO}
+        result["workers_ratios"] = {
+            k: [p["clouds_per_s"] / b["clouds_per_s"] for p, b in zip(c["points"], result["configs"]["batching"]["points"])]
+            for k, c in result["configs"].items() if k.startswith("batching_w")}
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
@@ -366,18 +495,30 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
 
 
 def report(result: dict) -> str:
-    lines = [f"bench server: {result['model']} ({result['payload_bytes_mean']:.1f}-byte payloads), "
-             f"{result['machine']['cpus']} CPUs, window {result['settings']['window']} per stream",
-             f"{'streams':>7} | {'batching clouds/s':>17} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} | "
-             f"{'no batching clouds/s':>20} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6}"]
-    for b, n, r in zip(result["configs"]["batching"]["points"], result["configs"]["no_batching"]["points"],
-                       result["ratios"]):
-        lines.append(f"{b['streams']:>7} | {b['clouds_per_s']:>17.1f} {b['p50_ms']:>8.3f} {b['p99_ms']:>8.3f} "
-                     f"{b['mean_batch_size'] or 0:>6.1f} | {n['clouds_per_s']:>20.1f} {n['p50_ms']:>8.3f} "
-                     f"{n['p99_ms']:>8.3f} | {r['throughput_ratio']:>5.2f}x")
-    e = result["echo"]
-    lines.append(f"unary round trip p50 {e['classify_p50_ms']:.3f} ms vs bare gRPC echo {e['echo_p50_ms']:.3f} ms "
-                 f"({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x (target <= {TARGET_ECHO_RATIO}x)")
+    keys = [k for k in result["configs"] if k != "echo"]
+    where = ("targets " + ", ".join(f"{k} = {a}" for k, a in result["target"].items()) if result.get("target")
+             else f"{result['machine']['cpus']} CPUs")
+    lines = [f"bench server: {result['model']} ({result['payload_bytes_mean']:.1f}-byte payloads), {where}, "
+             f"window {result['settings']['window']} per stream, one connection per "
+             f"{result['settings']['connections']}",
+             f"{'streams':>7} | {'echo msgs/s':>11} {'p50 ms':>7} | "
+             + " | ".join(f"{k + ' /s':>18} {'p50 ms':>7} {'batch':>5} {'of echo':>7}" for k in keys)]
+    for i, e in enumerate(result["configs"]["echo"]["points"]):
+        cells = []
+        for k in keys:
+            p = result["configs"][k]["points"][i]
+            cells.append(f"{p['clouds_per_s']:>18.1f} {p['p50_ms']:>7.3f} {p['mean_batch_size'] or 0:>5.1f} "
+                         f"{p['fraction_of_echo']:>7.0%}")
+        lines.append(f"{e['streams']:>7} | {e['clouds_per_s']:>11.1f} {e['p50_ms']:>7.3f} | " + " | ".join(cells))
+    for k, rs in (result.get("workers_ratios") or {}).items():
+        lines.append(f"{k} / batching (1 worker) throughput: " + ", ".join(
+            f"{s} streams {r:.2f}x" for s, r in zip(result["streams"], rs)))
+    for r in result.get("ratios", []):
+        lines.append(f"batching / no batching at {r['streams']} streams: {r['throughput_ratio']:.2f}x")
+    for key, e in result.get("unary", {"batching": result["echo"]}).items():
+        lines.append(f"unary round trip p50 ({key}) {e['classify_p50_ms']:.3f} ms vs bare gRPC echo "
+                     f"{e['echo_p50_ms']:.3f} ms ({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x "
+                     f"(target <= {TARGET_ECHO_RATIO}x)")
     for name, t in result["targets"].items():
         lines.append(f"target {name}: {t['value']:.2f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -385,8 +526,13 @@ def report(result: dict) -> str:
 
 def _run(a: argparse.Namespace) -> int:
     streams = tuple(int(s) for s in a.streams.split(","))
+    workers = tuple(int(w) for w in a.workers.split(","))
+    if any(w < 1 for w in workers) or 1 not in workers:
+        print("error: --workers takes positive counts and includes 1 (the reference)", file=sys.stderr)
+        return 2
     result = run_bench(a.model, a.models_dir, streams, a.window, a.duration, a.warmup, a.max_batch_size,
-                       a.max_queue_delay_ms, a.procs, a.echo_requests, a.json, a.plot, a.batch_executor, a.repeats)
+                       a.max_queue_delay_ms, a.procs, a.echo_requests, a.json, a.plot, a.batch_executor, a.repeats,
+                       workers, a.target, a.connections)
     print(report(result))
     if a.json:
         print(f"wrote {a.json}" + (f" and {result.get('plot')}" if result.get("plot") else ""))
@@ -394,14 +540,21 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    b = subparsers.add_parser("server", help="server throughput/latency with and without dynamic batching",
+    b = subparsers.add_parser("server", help="server throughput/latency against a bare gRPC echo, batching on/off, "
+                                             "--workers, or a deployed --target",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--json", help="write the results here (and the plot next to it)")
     b.add_argument("--plot", help="plot path (default: the --json path with .png)")
     b.add_argument("--model", help="model to serve (default: the demo's first pick, full if shipped)")
     b.add_argument("--models-dir", help="model repository")
+    b.add_argument("--target", metavar="[NAME=]HOST:PORT", action="append",
+                   help="measure this endpoint (serving --model, plaintext) instead of servers started "
+                        "here (repeatable: side by side; unary against the first)")
+    b.add_argument("--workers", default="1,2", help="worker counts of the batching server (default 1,2)")
     b.add_argument("--streams", default="1,8,64", help="concurrent stream counts (default 1,8,64)")
     b.add_argument("--window", type=int, default=1, help="frames in flight per stream (default 1)")
+    b.add_argument("--connections", choices=["stream", "process"], default="stream",
+                   help="one connection per stream (default) or one per load process")
     b.add_argument("--duration", type=float, default=2.0, help="measured seconds per point and repeat")
     b.add_argument("--repeats", type=int, default=3, help="alternating repeats per point (medians reported)")
     b.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each point")
