@@ -13,6 +13,7 @@ ENVIRONMENT = """environment variables:
   SPLITINFER_HOST, SPLITINFER_PORT      serve: address to listen on (default 127.0.0.1:50051)
   SPLITINFER_SERVER                     stream: the server's host:port (default 127.0.0.1:50051)
   SPLITINFER_TOKEN                      serve: an accepted bearer token; stream: the token to send
+  SPLITINFER_TLS                        the HAProxy balancer (docker/haproxy.cfg): 1 = TLS on both sides
   SPLITINFER_CODER                      range coder: auto (default), constriction, python (same bytes)
   SPLITINFER_SIDECAR_MAX_UPLOAD_BYTES   sidecar workers: largest upload (set from --max-upload-mb)
   SPLITINFER_SIDECAR_MAX_PIXELS         sidecar workers: largest image (set from --max-pixels)
