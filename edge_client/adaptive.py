@@ -39,22 +39,22 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-# bytes on the wire around a payload (see docs/bandwidth.md): per gRPC message, the HTTP/2 DATA
-# frame header (9) and the gRPC length prefix (5); per TCP segment, Ethernet (14) + IPv4 (20) +
-# TCP with timestamps (32) = 66; the ClassifyRequest's field tags and lengths (~8)
+# bytes on the wire around a payload (docs/protocol.md): per gRPC message, the HTTP/2 DATA frame
+# header (9) and the gRPC length prefix (5); per TCP segment, Ethernet (14) + IPv4 (20) + TCP with
+# timestamps (32) = 66; a v2 StreamRequest frame: the latent's tag and length (2)
 GRPC_MESSAGE_OVERHEAD = 14
 TCP_SEGMENT_OVERHEAD = 66
 MSS = 1448
-PROTO_FIELDS_OVERHEAD = 8
+PROTO_FIELDS_OVERHEAD = 2
 
 
 def segments(n: int) -> int:
     return max(1, -(-int(n) // MSS))
 
 
-def request_wire_bytes(payload_bytes: int, model: str, stream_id: str = "", seq: int = 0) -> int:
-    """Bytes on the wire for one ClassifyRequest on an open stream (payload, envelope, framing)."""
-    msg = payload_bytes + len(model.encode()) + len(stream_id.encode()) + PROTO_FIELDS_OVERHEAD + (seq > 0) * 4
+def request_wire_bytes(payload_bytes: int) -> int:
+    """Bytes on the wire for one v2 stream frame on an open stream (latent, envelope, framing)."""
+    msg = payload_bytes + PROTO_FIELDS_OVERHEAD
     return msg + GRPC_MESSAGE_OVERHEAD + segments(msg) * TCP_SEGMENT_OVERHEAD
 
 
@@ -68,13 +68,13 @@ class Candidate:
     """One model the client may switch to."""
     name: str
     accuracy: float            # expected accuracy (the model's measured test accuracy)
-    payload_bytes: float       # expected container bytes (header + mean payload)
+    payload_bytes: float       # expected frame bytes (the mean coded latent)
     encode_ms: float = 0.0     # expected encode time on this device (updated while streaming)
     bits: float = 0.0          # mean payload bits (ties, reports)
     size: str = ""
 
     def request_bytes(self, stream_id: str = "") -> float:
-        return request_wire_bytes(int(round(self.payload_bytes)), self.name, stream_id, 1)
+        return request_wire_bytes(int(round(self.payload_bytes)))
 
 
 @dataclass
@@ -264,17 +264,13 @@ def replay(trace: Iterable[dict], candidates: Sequence[Candidate], budget_ms: fl
 
 def candidate_from_config(cfg, encode_ms: float = 0.0) -> Candidate:
     """A Candidate from a repository config: accuracy and mean bits from its metrics."""
-    from splitinfer.codec import Container, PayloadKind
     raw = cfg.raw
     m = raw.get("metrics") or {}
     acc = m.get("accuracy", m.get("test_accuracy"))
     if acc is None:
         raise ValueError(f"model {cfg.name!r} has no measured accuracy in its config")
     bits = float(m.get("bits_mean") or 0.0)
-    payload = int(round(bits / 8))
-    header = Container(cfg.digest, PayloadKind.POINTCLOUD_LATENT, (int(raw["channels"]),),
-                       (b"\x01" * payload,)).header_size
-    return Candidate(name=cfg.name, accuracy=float(acc), payload_bytes=header + bits / 8,
+    return Candidate(name=cfg.name, accuracy=float(acc), payload_bytes=max(1.0, bits / 8),
                      encode_ms=encode_ms, bits=bits, size=str(raw.get("size", "")))
 
 

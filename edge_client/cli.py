@@ -63,6 +63,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                         "(e.g. a Kubernetes headless Service) or ip:port,ip:port (docs/deploy.md)")
     s.add_argument("--reconnect-timeout", type=float, default=30.0,
                    help="give up after this many seconds without progress (default 30)")
+    s.add_argument("--top-k", type=int, default=0, metavar="K",
+                   help="answers carry the K most probable classes (default 0: label and probability)")
+    s.add_argument("--timings", action="store_true", help="answers carry the server's timings")
     s.add_argument("--table", action="store_true", help="print a line per frame instead of a progress bar")
     s.add_argument("--quiet", action="store_true", help="no progress, only the summary")
 
@@ -132,7 +135,8 @@ def run(a: argparse.Namespace) -> int:
         client = EdgeClient(a.server, a.model, models_dir=a.models_dir, token=token, tls=a.tls,
                             tls_ca=a.tls_ca, tls_server_name=a.tls_server_name, window=a.window,
                             reconnect_timeout_s=a.reconnect_timeout, seed=a.seed,
-                            slowdown=a.device_slowdown, lb=a.lb)
+                            slowdown=a.device_slowdown, lb=a.lb, top_k=max(0, a.top_k),
+                            timings=a.timings)
     except ValueError as e:  # a --server list that is not addresses
         print(f"error: {e}", file=sys.stderr)
         return 2

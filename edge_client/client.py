@@ -1,4 +1,5 @@
-"""``EdgeClient``: encode point clouds on the device and classify them in the cloud over gRPC.
+"""``EdgeClient``: encode point clouds on the device and classify them in the cloud over gRPC
+(``splitinfer.v2.Inference``, docs/protocol.md).
 
     from edge_client import EdgeClient
 
@@ -9,12 +10,16 @@
             print(r.seq, r.class_name)
         report = client.run(clouds)                  # the same, collected: report.summary()
 
-The edge half of the model (ONNX encoder + CDF tables) is loaded from the local model
-repository; only the bitstream container travels.
+The edge half of the model (ONNX encoder + CDF tables + config) is loaded from the local model
+repository (``splitinfer models pull`` fetches it from the server). A stream opens with a header
+binding it to the model's digest; every later message is one frame's latent bytes. Answers are
+compact (seq, label index, probability); class names come from the local model's metadata,
+``top_k`` asks for the k most probable classes, ``timings`` for the server's timings.
 
 Bandwidth-adaptive rate: ``client.run(clouds, controller=RateController(...))`` encodes each
 cloud with the model the controller picks from what it learned from the acknowledgements so far
-(``edge_client/adaptive.py``; ``splitinfer stream --family ... --latency-budget MS``).
+(``edge_client/adaptive.py``; ``splitinfer stream --family ... --latency-budget MS``); a model
+switch resends the header (with the new model) in front of that frame.
 ``slowdown=K`` emulates a device K times slower (every encode takes K times as long).
 
 Streaming semantics (``stream``/``run``):
@@ -22,14 +27,21 @@ Streaming semantics (``stream``/``run``):
 - flow control: at most ``window`` frames are sent and not yet answered;
 - a dropped connection or a restarted server: the client reconnects with exponential backoff
   (jittered, from ``backoff_initial_s`` to ``backoff_max_s``) and resends every frame not yet
-  answered, in order, under the same ``stream_id``; it gives up after ``reconnect_timeout_s``
-  without progress (``StreamError``, the unanswered frames counted as lost);
+  answered, in order, under the same ``stream_id`` and session; it gives up after
+  ``reconnect_timeout_s`` without progress (``StreamError``, the unanswered frames counted as
+  lost);
 - exactly once: the client keeps a ledger of unanswered seqs; an answer to a seq already
-  answered (the server answering a resent frame twice) is dropped, so every frame yields
-  exactly one ``Result``. A server that stayed up also recognises resent frames by
-  ``(stream_id, seq)`` and does not classify or count them again;
+  answered is dropped, so every frame yields exactly one ``Result``. A server that stayed up
+  also recognises resent frames by (stream id, session, seq) and does not classify or count them
+  again. Each ``stream`` call draws a fresh session id, so running the same ``stream_id`` again
+  with other clouds is a new ledger, never answered from the old one;
 - a frame the server rejects (a per-frame ``error``) is a ``Result`` with ``error`` set; frames
-  refused as transiently unavailable (queue full, shutting down) are resent.
+  refused as transiently unavailable (queue full, shutting down) are resent after a jittered,
+  exponentially growing backoff (per frame, from ``backoff_initial_s``);
+- a frame larger than ``max_message_bytes`` is a ``Result`` with RESOURCE_EXHAUSTED, not sent;
+- a stream the server refuses as a whole (FAILED_PRECONDITION: the edge's model is not the
+  server's; NOT_FOUND; INVALID_ARGUMENT) answers every frame with that error, none with a label,
+  and ``stream`` raises ``StreamError`` at the end.
 
 Threads: ``stream`` encodes in the caller's thread while gRPC threads send and receive. Python's
 default 5 ms GIL switch interval can then hold answers behind an encode and inflate the
@@ -42,6 +54,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import heapq
+import os
 import random
 import threading
 import time
@@ -56,8 +70,8 @@ import numpy as np
 from splitinfer.codec import BitstreamError, Container
 from splitinfer.pointcloud.io import Cloud
 from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
-from splitinfer.proto import inference_pb2 as pb2
-from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+from splitinfer.proto.v2 import inference_pb2 as pb2
+from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
 
 from . import balancing
 
@@ -91,11 +105,12 @@ class Result:
     seq: int
     name: str
     label: int | None = None              # predicted class index (None when the frame failed)
-    class_name: str | None = None
-    top5: list[tuple[str, float]] = field(default_factory=list)
+    class_name: str | None = None          # from the model's metadata
+    probability: float | None = None       # of the predicted class
+    top: list[tuple[str, float]] = field(default_factory=list)   # top_k (name, probability)
     true_label: int | None = None
-    payload_bytes: int = 0                 # the whole container sent (header + coded latent)
-    header_bytes: int = 0                  # the container's header: model id, shape, CRC...
+    payload_bytes: int = 0                 # what was sent: the coded latent (a container, unary)
+    header_bytes: int = 0                  # a unary container's header (0 for stream frames)
     encode_ms: float = 0.0                 # client: preprocess + ONNX encoder + range coding
     rtt_ms: float = 0.0                    # client: last send -> answer
     decode_ms: float = 0.0                 # server
@@ -105,6 +120,7 @@ class Result:
     sends: int = 1                         # 1 + resends
     duplicate: bool = False                # the server answered from its idempotency memory
     error: str | None = None               # "CODE: message" when the server rejected the frame
+    backoff_ms: float = 0.0                # client: time waited before resends (queue full)
     model: str | None = None               # the model the frame was encoded with
     wait_ms: float = 0.0                   # client: encoded -> first sent (waiting for the window)
     response_bytes: int = 0                # serialized size of the answer
@@ -116,7 +132,7 @@ class Result:
 
     @property
     def bits(self) -> int:
-        """Coded latent bits: the rate of the codec (the container header comes on top)."""
+        """Coded latent bits: the rate of the codec (a unary container's header comes on top)."""
         return 8 * (self.payload_bytes - self.header_bytes)
 
     @property
@@ -139,7 +155,7 @@ class Result:
         d["container_bits"] = self.container_bits
         d["correct"] = self.correct
         d["latency_ms"] = round(self.latency_ms, 4)
-        d["top5"] = [[n, round(p, 6)] for n, p in self.top5]
+        d["top"] = [[n, round(p, 6)] for n, p in self.top]
         for k in ("encode_ms", "rtt_ms", "decode_ms", "inference_ms", "queue_ms", "wait_ms"):
             d[k] = round(d[k], 4)
         return d
@@ -223,20 +239,30 @@ def _header_size(payload: bytes) -> int:
         return 0
 
 
-def _from_response(frame: "_Frame", resp, rtt_ms: float) -> Result:
+def _from_response(frame: "_Frame", resp, rtt_ms: float, classes: Sequence[str], header_bytes: int = 0) -> Result:
+    """A Result from a v2 StreamResponse or ClassifyResponse."""
     r = Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
-               header_bytes=_header_size(frame.payload),
-               encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends, duplicate=resp.duplicate,
-               model=frame.model or (resp.model or None), wait_ms=frame.wait_ms,
-               response_bytes=resp.ByteSize())
-    if resp.HasField("error") and resp.error.code != 0:
-        r.error = f"{_CODE_NAMES.get(resp.error.code, resp.error.code)}: {resp.error.message}"
+               header_bytes=header_bytes, encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends,
+               duplicate=getattr(resp, "duplicate", False), model=frame.model, wait_ms=frame.wait_ms,
+               response_bytes=resp.ByteSize(), backoff_ms=frame.backoff_ms)
+    err = getattr(resp, "error", None)
+    if err is not None and resp.HasField("error") and err.code != 0:
+        r.error = f"{_CODE_NAMES.get(err.code, err.code)}: {err.message}"
         return r
-    r.label, r.class_name = resp.label, resp.class_name
-    r.top5 = [(p.name, p.probability) for p in resp.top5]
-    r.decode_ms, r.inference_ms, r.queue_ms = resp.decode_ms, resp.inference_ms, resp.queue_ms
-    r.batch_size = resp.batch_size
+    r.label, r.probability = resp.label, resp.probability
+    r.class_name = classes[resp.label] if resp.label < len(classes) else (resp.class_name or None)
+    r.top = [(classes[i] if i < len(classes) else str(i), p)
+             for i, p in zip(resp.top_index, resp.top_probability)]
+    if resp.HasField("timings"):
+        tm = resp.timings
+        r.decode_ms, r.inference_ms, r.queue_ms, r.batch_size = tm.decode_ms, tm.inference_ms, tm.queue_ms, tm.batch_size
     return r
+
+
+def _failed(frame: "_Frame", error: str) -> Result:
+    return Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
+                  encode_ms=frame.encode_ms, sends=frame.sends, model=frame.model, wait_ms=frame.wait_ms,
+                  error=error)
 
 
 @dataclass
@@ -252,6 +278,7 @@ class _Frame:
     model: str | None = None       # None: the stream's model
     t_ready: float = 0.0           # when it was encoded (perf_counter)
     wait_ms: float = 0.0           # t_ready -> first send
+    backoff_ms: float = 0.0        # waited before resends
 
 
 class _Attempt:
@@ -260,22 +287,31 @@ class _Attempt:
         self.dead = False
 
 
+FATAL_STREAM = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.UNIMPLEMENTED}
+
+
 class _StreamSession:
-    """The ledger and the connection loop of one logical stream (``stream_id``)."""
+    """The ledger and the connection loop of one logical stream (``stream_id`` + session)."""
 
     def __init__(self, client: "EdgeClient", model: str, stream_id: str, window: int, controller=None):
         self.client = client
         self.model = model
         self.controller = controller      # an adaptive.RateController, told of every send and answer
         self.stream_id = stream_id
+        self.session = os.urandom(8)      # a fresh ledger on the server for every run
         self.window = max(1, window)
         self.cond = threading.Condition()
         self.pending: dict[int, _Frame] = {}        # queued or sent, not answered
         self.to_send: collections.deque[int] = collections.deque()
+        self.delayed: list[tuple[float, int]] = []  # (due, seq): resends waiting out their backoff
         self.results: collections.deque[Result] = collections.deque()
         self.input_closed = False
         self.finished = False
         self.aborted = False
+        self.fatal: str | None = None     # "CODE: details" of a stream refused as a whole
         self.error: BaseException | None = None
         self.sent = self.resent = self.reconnects = self.dropped_duplicates = 0
         self._call = None
@@ -284,9 +320,18 @@ class _StreamSession:
     # -- producer side (the caller's thread) ---------------------------------------------------------
     def put(self, frame: _Frame) -> None:
         with self.cond:
+            if self.fatal is not None:
+                self.results.append(_failed(frame, self.fatal))
+                return
+            if len(frame.payload) > self.client.max_message_bytes:
+                self.results.append(_failed(frame, f"RESOURCE_EXHAUSTED: frame of {len(frame.payload)} bytes "
+                                                   f"is over the limit of {self.client.max_message_bytes} bytes"))
+                return
             while len(self.pending) >= self.window and not self.finished:
                 self.cond.wait(0.5)
             if self.finished:
+                if self.fatal is not None:
+                    self.results.append(_failed(frame, self.fatal))
                 return
             self.pending[frame.seq] = frame
             self.to_send.append(frame.seq)
@@ -316,20 +361,38 @@ class _StreamSession:
             return out
 
     # -- the connection loop (its own thread) -------------------------------------------------------
+    def _header(self, model: str):
+        c = self.client
+        return pb2.StreamHeader(model=model, model_digest=c.digest(model), stream_id=self.stream_id,
+                                session=self.session, top_k=c.top_k, names=False,
+                                timings=c.timings or self.controller is not None)
+
+    def _next(self, attempt: _Attempt) -> _Frame | None:
+        """The next frame to send (None: stop); under the lock."""
+        while True:
+            if attempt.dead or self.aborted:
+                return None
+            if self.delayed:
+                now = time.perf_counter()
+                while self.delayed and self.delayed[0][0] <= now:
+                    self.to_send.append(heapq.heappop(self.delayed)[1])
+            if self.to_send:
+                frame = self.pending.get(self.to_send.popleft())
+                if frame is not None:
+                    return frame
+                continue
+            if self.input_closed and not self.pending:
+                return None  # half-close: everything is answered
+            wait = 0.5 if not self.delayed else min(0.5, max(0.0, self.delayed[0][0] - time.perf_counter()))
+            self.cond.wait(wait)
+
     def _requests(self, attempt: _Attempt) -> Iterator:
+        model, last = None, None
         while True:
             with self.cond:
-                while True:
-                    if attempt.dead or self.aborted:
-                        return
-                    if self.to_send:
-                        frame = self.pending.get(self.to_send.popleft())
-                        if frame is None:
-                            continue
-                        break
-                    if self.input_closed:
-                        return  # half-close: everything is sent; answers keep coming
-                    self.cond.wait(0.5)
+                frame = self._next(attempt)
+                if frame is None:
+                    return
                 first = frame.sends == 0
                 if first:
                     self.sent += 1
@@ -339,13 +402,18 @@ class _StreamSession:
                 frame.t_send = time.perf_counter()
                 if first and frame.t_ready:
                     frame.wait_ms = max(0.0, (frame.t_send - frame.t_ready) * 1e3)
-            model = frame.model or self.model
+            use = frame.model or self.model
+            req = pb2.StreamRequest(latent=frame.payload)
+            if use != model:                    # the first frame of a call, or a model switch
+                req.header.CopyFrom(self._header(use))
+                model = use
+            if last is None or frame.seq != last + 1:
+                req.seq = frame.seq             # implicit otherwise: the previous seq + 1
+            last = frame.seq
             if self.controller is not None and first:
                 from .adaptive import request_wire_bytes
-                self.controller.on_send(frame.seq, frame.t_send, model, request_wire_bytes(
-                    len(frame.payload), model, self.stream_id, frame.seq))
-            yield pb2.ClassifyRequest(model=model, payload=frame.payload,
-                                      stream_id=self.stream_id, seq=frame.seq)
+                self.controller.on_send(frame.seq, frame.t_send, use, request_wire_bytes(len(frame.payload)))
+            yield req
 
     def _on_response(self, resp) -> bool:
         """Book one answer; True when it made progress."""
@@ -357,18 +425,37 @@ class _StreamSession:
                 return False
             if (resp.HasField("error") and resp.error.code in FRAME_RETRYABLE
                     and frame.retries < self.client.frame_retries):
-                frame.retries += 1   # refused for now (queue full, shutting down): send it again
-                self.to_send.append(frame.seq)
+                # refused for now (queue full, shutting down): send it again after a backoff
+                c = self.client
+                delay = min(c.backoff_initial_s * 2 ** frame.retries, c.backoff_max_s) * (0.5 + random.random())
+                frame.retries += 1
+                frame.backoff_ms += delay * 1e3
+                heapq.heappush(self.delayed, (now + delay, frame.seq))
                 self.cond.notify_all()
                 return False
             del self.pending[resp.seq]
-            self.results.append(_from_response(frame, resp, (now - frame.t_send) * 1e3))
+            model = frame.model or self.model
+            frame.model = model
+            self.results.append(_from_response(frame, resp, (now - frame.t_send) * 1e3,
+                                               self.client.classes(model)))
             self.cond.notify_all()
         if self.controller is not None:
             from .adaptive import response_wire_bytes
-            self.controller.on_ack(resp.seq, now, resp.decode_ms + resp.queue_ms + resp.inference_ms,
+            tm = resp.timings
+            self.controller.on_ack(resp.seq, now, tm.decode_ms + tm.queue_ms + tm.inference_ms,
                                    response_wire_bytes(resp.ByteSize()))
         return True
+
+    def _fail_all(self, why: str) -> None:
+        """The stream was refused as a whole: every frame, pending or to come, fails with ``why``."""
+        with self.cond:
+            self.fatal = why
+            for seq in sorted(self.pending):
+                self.results.append(_failed(self.pending[seq], why))
+            self.pending.clear()
+            self.to_send.clear()
+            self.delayed.clear()
+            self.cond.notify_all()
 
     def _run(self) -> None:
         c = self.client
@@ -381,6 +468,7 @@ class _StreamSession:
                         return
                     # a new call: everything unanswered is sent again, in order
                     self.to_send = collections.deque(sorted(self.pending))
+                    self.delayed.clear()
                 attempt = _Attempt()
                 call = c._stub.ClassifyStream(self._requests(attempt), metadata=c._metadata)
                 self._call = call
@@ -400,6 +488,10 @@ class _StreamSession:
                     self._call = None
                 if self.aborted:
                     return
+                if failure is not None and failure.code() in FATAL_STREAM:
+                    why = f"{failure.code().name}: {failure.details()}"
+                    self._fail_all(why)
+                    raise StreamError(f"stream refused: {why}", failure.code(), 0)
                 if failure is not None and failure.code() not in RETRYABLE:
                     raise StreamError(f"stream failed: {failure.code().name}: {failure.details()}",
                                       failure.code(), len(self.pending))
@@ -439,8 +531,8 @@ class EdgeClient:
                  tls_server_name: str | None = None, window: int = 32, timeout_s: float | None = 30.0,
                  reconnect_timeout_s: float = 30.0, backoff_initial_s: float = 0.05,
                  backoff_max_s: float = 2.0, frame_retries: int = 20, seed: int = 0,
-                 max_message_bytes: int = 4 * 1024 * 1024, slowdown: float = 1.0,
-                 lb: str | None = None):
+                 max_message_bytes: int = 1 << 20, slowdown: float = 1.0, top_k: int = 0,
+                 timings: bool = False, lb: str | None = None):
         self.server = server
         self.model_name = model
         self.models_dir = models_dir
@@ -452,10 +544,14 @@ class EdgeClient:
         self.frame_retries = frame_retries
         self.seed = seed
         self.slowdown = max(1.0, float(slowdown))  # emulate a device this many times slower
+        self.max_message_bytes = max_message_bytes   # larger frames fail here, unsent
+        self.top_k = top_k                            # classes in each answer's top list
+        self.timings = timings                        # answers carry the server's timings
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options = [
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes + 4096),
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.http2.bdp_probe", 0),   # no BDP PINGs on a thin link (docs/protocol.md)
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
@@ -489,12 +585,22 @@ class EdgeClient:
             self._models[name] = self._repo.load(name, roles=EDGE_ROLES)  # the edge half is checked
         return self._models[name]
 
-    def encode(self, points, model: str | None = None, name: str = "input") -> tuple[bytes, float]:
-        """(container bytes, encode ms) of one raw cloud (N, 3): validate, preprocess, encode."""
+    def digest(self, model: str | None = None) -> bytes:
+        """The 32-byte digest of the local ``model`` (a stream's header carries it)."""
+        return bytes.fromhex(self.edge_model(model).config.digest)
+
+    def classes(self, model: str | None = None) -> list[str]:
+        """Class names from the local model's metadata."""
+        return self.edge_model(model).classes
+
+    def encode(self, points, model: str | None = None, name: str = "input",
+               container: bool = False) -> tuple[bytes, float]:
+        """(bytes, encode ms) of one raw cloud (N, 3): validate, preprocess, encode. The bytes are
+        a stream frame's latent, or a self-describing container with ``container=True``."""
         m = self.edge_model(model)
         pts = validate(points, name)
         t0 = time.perf_counter()
-        data = m.encode(pts, seed=self.seed, name=name)
+        data = (m.encode if container else m.encode_latent)(pts, seed=self.seed, name=name)
         took = time.perf_counter() - t0
         if self.slowdown > 1:  # a slower device: the same work takes `slowdown` times as long
             time.sleep(took * (self.slowdown - 1))
@@ -503,10 +609,16 @@ class EdgeClient:
 
     # -- unary ----------------------------------------------------------------------------------------
     def classify_payload(self, payload: bytes, model: str | None = None, timeout_s: float | None = None,
-                         stream_id: str = "", seq: int = 0):
-        """Send one container; returns the raw ``ClassifyResponse``. Raises ClassifyError."""
-        req = pb2.ClassifyRequest(model=model or self.model_name or "", payload=payload,
-                                  stream_id=stream_id, seq=seq)
+                         check_digest: bool = True):
+        """Send one container (unary); returns the raw ``ClassifyResponse``. With ``check_digest``
+        (and the model in the local repository) the server checks it is the same model."""
+        name = model or self.model_name or ""
+        req = pb2.ClassifyRequest(model=name, payload=payload, top_k=self.top_k)
+        if check_digest and name:
+            try:
+                req.model_digest = self.digest(name)
+            except Exception:  # noqa: BLE001 - not in the local repository: the container decides
+                pass
         try:
             return self._stub.Classify(req, timeout=timeout_s if timeout_s is not None else self.timeout_s,
                                        metadata=self._metadata)
@@ -517,11 +629,12 @@ class EdgeClient:
                  label: int | None = None, timeout_s: float | None = None) -> Result:
         """Encode one cloud (N, 3) here and classify it in the cloud (a unary call)."""
         model = model or self.model_name
-        payload, enc = self.encode(points, model, name)
-        frame = _Frame(0, payload, name, label, enc, sends=1)
+        payload, enc = self.encode(points, model, name, container=True)
+        frame = _Frame(0, payload, name, label, enc, sends=1, model=model)
         frame.t_send = time.perf_counter()
         resp = self.classify_payload(payload, model, timeout_s)
-        return _from_response(frame, resp, (time.perf_counter() - frame.t_send) * 1e3)
+        return _from_response(frame, resp, (time.perf_counter() - frame.t_send) * 1e3, self.classes(model),
+                              _header_size(payload))
 
     def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
         try:
@@ -531,7 +644,8 @@ class EdgeClient:
             raise ClassifyError(e.code(), e.details()) from None
         return [{"name": m.name, "version": m.version, "task": m.task, "size": m.size,
                  "points": m.points, "channels": m.channels, "classes": list(m.classes),
-                 "lmbda": m.lmbda, "test_accuracy": m.test_accuracy, "bits_mean": m.bits_mean}
+                 "lmbda": m.lmbda, "test_accuracy": m.test_accuracy, "bits_mean": m.bits_mean,
+                 "digest": m.digest}
                 for m in r.models]
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -550,7 +664,8 @@ class EdgeClient:
         order answers arrive (match them by ``seq``, the cloud's index).
 
         clouds: arrays (N, 3), ``Cloud``s, or (name, points[, label]) tuples; with
-        ``payloads=True``, already encoded containers (bytes) or (name, bytes[, label]).
+        ``payloads=True``, already encoded frames (the model's stream payload: ``encode_latent``
+        bytes; a container for cloud-only models) as bytes or (name, bytes[, label]).
         An invalid cloud raises InvalidPointCloud (naming it) before it is sent. ``stats``, when
         given, receives the stream's counters when the generator ends.
 
@@ -575,7 +690,10 @@ class EdgeClient:
                     else:
                         name, data = item[0], bytes(item[1])
                         label = item[2] if len(item) > 2 else None
-                    frame = _Frame(seq, data, str(name), label, 0.0)
+                    frame = _Frame(seq, data, str(name), label, 0.0, model=model)
+                elif sess.fatal is not None:   # refused as a whole: fail it without encoding
+                    cloud = _as_cloud(item, seq)
+                    frame = _Frame(seq, b"", cloud.name, cloud.label, 0.0, model=model)
                 else:
                     cloud = _as_cloud(item, seq)
                     use = model
@@ -588,7 +706,7 @@ class EdgeClient:
                 frame.t_ready = time.perf_counter()
                 sess.put(frame)
                 yield from sess.take_results(block=False)
-                if sess.finished:
+                if sess.finished and sess.fatal is None:
                     break
             sess.close_input()
             while True:

@@ -68,7 +68,7 @@ def run_demo(models: list[str] | None = None, models_dir: str | None = None, dat
     with ServerProcess([c.name for c in chosen], models_dir=models_dir) as server:
         print(f"cloud server on {server.address} (pid {server.proc.pid}, metrics :{server.metrics_port})",
               file=sys.stderr)
-        with EdgeClient(server.address, models_dir=models_dir, window=window) as client:
+        with EdgeClient(server.address, models_dir=models_dir, window=window, timings=True) as client:
             client.wait_ready(30)
             for cfg in chosen:
                 model = client.edge_model(cfg.name)
@@ -89,8 +89,8 @@ def run_demo(models: list[str] | None = None, models_dir: str | None = None, dat
                 reports[cfg.name] = report.to_json()
         status = server.stop()
     print(table(rows))
-    print(f"(bits/cloud: the range-coded latent, real bytes x 8; sent B: the whole container with its "
-          f"header; accuracy: the balanced 3-per-class sample; server: decode + queue + classify; "
+    print(f"(bits/cloud: the range-coded latent, real bytes x 8; sent B: the frame's payload, the latent "
+          f"alone (the stream's header, with the model digest, goes once); accuracy: the balanced 3-per-class sample; server: decode + queue + classify; "
           f"round trip: edge send -> answer over loopback, {window} frames in flight; "
           f"{time.perf_counter() - t0:.1f} s in all, server exit status {status})")
     if json_out:

@@ -75,6 +75,18 @@ def encoded(name: str, count: int = 120) -> tuple[list[bytes], list[int], list[i
     return payloads, expected, [int(t) for t in truth]
 
 
+@lru_cache(maxsize=None)
+def latents(name: str, count: int = 120) -> tuple[list[bytes], list[int], list[int]]:
+    """(stream frames: the coded latents alone, labels the server must answer, true labels)."""
+    from splitinfer.repository import ModelRepository
+    m = ModelRepository().load(name)
+    with np.load(SAMPLE) as z:
+        points, truth = z["points"][:count], z["labels"][:count]
+    frames = [m.encode_latent(p) for p in points]
+    expected = [int(np.argmax(m.classify(m.decode_latent(b)[None].astype(np.float32))[0])) for b in frames]
+    return frames, expected, [int(t) for t in truth]
+
+
 def python() -> str:
     return sys.executable
 

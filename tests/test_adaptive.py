@@ -58,8 +58,8 @@ def drop(t):
 
 
 def test_wire_bytes():
-    # 41-byte container, model id of 17 bytes, 9-byte stream id: one TCP segment
-    assert request_wire_bytes(41, "micro-p1024-l1000", "s12345678", 5) == 41 + 17 + 9 + 8 + 4 + 14 + 66
+    # a 41-byte latent: its tag and length, gRPC prefix and HTTP/2 frame header, one TCP segment
+    assert request_wire_bytes(41) == 41 + 2 + 14 + 66
     assert response_wire_bytes(150) == 150 + 14 + 66
     assert response_wire_bytes(3000) == 3000 + 14 + 3 * 66
 

@@ -11,7 +11,7 @@ import uuid
 import grpc
 import numpy as np
 import pytest
-from service_utils import encoded, metric, model_name, start_server, torch_blocker
+from service_utils import encoded, latents, metric, model_name, start_server, torch_blocker
 
 from splitinfer.proto import inference_pb2 as pb2
 
@@ -241,9 +241,9 @@ def test_bad_frames_in_a_stream_get_errors_and_the_stream_goes_on(stub, micro):
 
 def test_edge_client_reports_frame_errors(server, micro):
     from edge_client import EdgeClient
-    good = encoded(micro, 2)[0]
+    good = latents(micro, 2)[0]
     with EdgeClient(server.address, micro) as client:
-        report = client.run([good[0], b"broken", good[1]], payloads=True)
+        report = client.run([good[0], b"", good[1]], payloads=True)   # a frame must not be empty
     s = report.summary()
     assert s["acknowledged"] == 3 and s["failed"] == 1 and s["lost"] == 0
     assert report.results[1].error.startswith("INVALID_ARGUMENT")
@@ -251,7 +251,7 @@ def test_edge_client_reports_frame_errors(server, micro):
 
 def test_32_concurrent_streams_of_100_frames_each_answered_exactly_once(server, micro):
     from edge_client import EdgeClient
-    payloads, expected, _ = encoded(micro, 100)
+    payloads, expected, _ = latents(micro, 100)
     before = metric(server.metrics_port, "splitinfer_requests_total", model=micro)
     results: dict[int, list] = {}
     errors: list = []

@@ -8,7 +8,7 @@ import time
 
 import grpc
 import pytest
-from service_utils import encoded, free_port, metric, model_name, start_server
+from service_utils import encoded, free_port, latents, metric, model_name, start_server
 
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
@@ -23,7 +23,7 @@ def micro():
 def test_server_restarted_mid_stream_client_resumes_exactly_once(micro, how):
     from edge_client import EdgeClient
     n = 300
-    payloads, expected, _ = encoded(micro, 100)
+    payloads, expected, _ = latents(micro, 100)
     frames = [payloads[i % 100] for i in range(n)]
     port = free_port()
     servers = [start_server([micro], port=port)]

@@ -6,7 +6,7 @@ import subprocess
 
 import grpc
 import pytest
-from service_utils import encoded, metric, model_name, start_server
+from service_utils import encoded, latents, metric, model_name, start_server
 
 from splitinfer.proto import inference_pb2 as pb2
 from splitinfer.proto import inference_pb2_grpc as pb2_grpc
@@ -46,9 +46,10 @@ def _secure(server, cert, **options):
 def test_tls_handshake_and_token(server, cert, micro):
     from edge_client import EdgeClient
     payloads, expected, _ = encoded(micro, 3)
+    frames = latents(micro, 3)[0]
     with EdgeClient(server.address, micro, tls_ca=cert[0], token=TOKEN) as client:
         assert micro in [m["name"] for m in client.list_models()]
-        report = client.run(payloads, payloads=True)
+        report = client.run(frames, payloads=True)
     assert [r.label for r in report.results] == expected
     with _secure(server, cert) as ch:
         r = pb2_grpc.InferenceStub(ch).Classify(pb2.ClassifyRequest(model=micro, payload=payloads[0]),
@@ -94,7 +95,7 @@ def test_bad_or_missing_token_is_unauthenticated(server, cert, micro, metadata):
 
 def test_edge_client_without_token_fails_fast(server, cert, micro):
     from edge_client import EdgeClient, StreamError
-    payloads = encoded(micro, 2)[0]
+    payloads = latents(micro, 2)[0]
     with EdgeClient(server.address, micro, tls_ca=cert[0]) as client:
         with pytest.raises(StreamError) as e:
             list(client.stream(payloads, payloads=True))

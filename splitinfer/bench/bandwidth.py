@@ -90,23 +90,31 @@ def _short_id() -> str:
 
 # ================================================================================ the worker (child)
 class _SeqStream:
-    """One ClassifyStream used one frame at a time: ask() sends a request and waits for its answer."""
+    """One v2 ClassifyStream (bound to one model) used one frame at a time: ask() sends a frame
+    and waits for its answer."""
 
-    def __init__(self, stub, stream_id: str):
+    def __init__(self, stub, model: str, digest: bytes, stream_id: str):
         self.stub = stub
-        self.stream_id = stream_id
-        self.seq = 0
+        self.header = {"model": model, "model_digest": digest, "stream_id": stream_id,
+                       "session": os.urandom(8), "timings": True}
+        self.seq = -1
         self._open()
 
     def _open(self):
+        from splitinfer.proto.v2 import inference_pb2 as pb2
         self.q: queue.Queue = queue.Queue()
+        self.first = True
+        self.pb2 = pb2
         self.call = self.stub.ClassifyStream(iter(self.q.get, None))
 
-    def ask(self, model: str, payload: bytes, timeout_s: float = 300.0):
-        from splitinfer.proto import inference_pb2 as pb2
+    def ask(self, payload: bytes, timeout_s: float = 300.0):
         self.seq += 1
-        req = pb2.ClassifyRequest(model=model, payload=payload, stream_id=self.stream_id, seq=self.seq)
         for attempt in range(3):
+            req = self.pb2.StreamRequest(latent=payload)
+            if self.first:   # the header (and the seq: after a reconnect it is not 0)
+                req.header.CopyFrom(self.pb2.StreamHeader(**self.header))
+                req.seq = self.seq
+                self.first = False
             t0 = time.perf_counter()
             self.q.put(req)
             try:
@@ -201,7 +209,7 @@ class _Drain:
 class _Worker:
     def __init__(self, out):
         self.out = out
-        self.stream = None
+        self.streams = {}
         self.drain = None
 
     def emit(self, obj) -> None:
@@ -212,7 +220,7 @@ class _Worker:
         import grpc
 
         from splitinfer.pointcloud.evaluate import load_labelled
-        from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+        from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
         from splitinfer.repository import ModelRepository
         self.repo = ModelRepository(m["models_dir"])
         raw, labels = load_labelled(m["data"])
@@ -223,10 +231,11 @@ class _Worker:
         self.models_dir = m["models_dir"]
         self.plain_points = int(m.get("plain_points", 1024))
         self.channel = grpc.insecure_channel(self.server, [("grpc.max_send_message_length", 1 << 24),
-                                                          ("grpc.max_receive_message_length", 1 << 24)])
+                                                          ("grpc.max_receive_message_length", 1 << 24),
+                                                          ("grpc.http2.bdp_probe", 0)])
         grpc.channel_ready_future(self.channel).result(timeout=60)
         self.stub = pb2_grpc.InferenceStub(self.channel)
-        self.stream = _SeqStream(self.stub, "s" + _short_id())
+        self.streams: dict[str, _SeqStream] = {}
         for p in m["pipelines"]:       # warm up: sessions, first calls
             for i in range(2):
                 self.frame(p, i, send=p["kind"] != "edge")
@@ -247,7 +256,7 @@ class _Worker:
                        label=int(np.argmax(logits[0])))
             return rec
         if kind == "split":
-            payload = self.repo.load(p["model"]).encode(cloud)
+            payload = self.repo.load(p["model"]).encode_latent(cloud)
         else:
             x = preprocess(cloud, self.plain_points, 0)
             digest = self.repo.config(p["model"]).digest
@@ -258,9 +267,14 @@ class _Worker:
             return rec
         if self.drain is not None:
             rec["drain_periods"] = self.drain()
-        resp, net_ms = self.stream.ask(p["model"], payload)
+        stream = self.streams.get(p["model"])
+        if stream is None:
+            digest = bytes.fromhex(self.repo.config(p["model"]).digest)
+            stream = self.streams[p["model"]] = _SeqStream(self.stub, p["model"], digest, "s" + _short_id())
+        resp, net_ms = stream.ask(payload)
         err = resp.error.message if resp.HasField("error") and resp.error.code else None
-        rec.update(net_ms=net_ms, server_ms=resp.decode_ms + resp.queue_ms + resp.inference_ms,
+        tm = resp.timings
+        rec.update(net_ms=net_ms, server_ms=tm.decode_ms + tm.queue_ms + tm.inference_ms,
                    label=None if err else int(resp.label), resp_bytes=resp.ByteSize(), error=err)
         return rec
 
@@ -287,7 +301,7 @@ class _Worker:
         from edge_client.client import EdgeClient
         client = EdgeClient(self.server, models_dir=self.models_dir, window=int(m["window"]),
                             slowdown=float(m.get("slowdown", 1.0)), reconnect_timeout_s=300.0,
-                            timeout_s=300.0)
+                            timeout_s=300.0, timings=True)
         client.wait_ready(60)
         controller = None
         if m.get("family"):
@@ -352,8 +366,8 @@ class _Worker:
             except Exception as e:  # reported to the parent, which raises
                 import traceback
                 self.emit({"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
-        if self.stream is not None:
-            self.stream.close()
+        for s in getattr(self, "streams", {}).values():
+            s.close()
         return 0
 
 
@@ -464,10 +478,10 @@ class Link:
         """Bytes sent so far: uplink (client -> server) and downlink."""
         if self.netns is not None:
             c = self.netns.counters()
-            return {"up": c["client"]["bytes"], "down": c["server"]["bytes"] if self.shape == "both" else None,
-                    "drops": c["client"]["drops"]}
-        return {"up": self.relay.charged["up"], "down": self.relay.charged["down"] if self.shape == "both" else None,
-                "drops": 0}
+            return {"up": c["client"]["tx_bytes"], "down": c["server"]["tx_bytes"], "drops": c["client"]["drops"],
+                    "up_packets": c["client"]["tx_packets"], "down_packets": c["server"]["tx_packets"]}
+        return {"up": self.relay.charged["up"], "down": self.relay.charged.get("down"), "drops": 0,
+                "up_packets": None, "down_packets": None}
 
     def stop(self) -> None:
         try:
@@ -1087,6 +1101,19 @@ def report(result: dict) -> str:
                 acc = result["accuracy"].get(pid, {}).get("accuracy")
                 lines.append(f"{pid:<22} {cells} {_fmt(None if acc is None else 100 * acc):>8}%")
             lines.append("")
+        lines.append(f"bytes per frame on the wire, uplink / downlink (L2, from the link's counters; "
+                     f"{result['link']['label']}):")
+        lines.append(f"{'pipeline':<22} {'payload':>8} " + " ".join(f"{str(b) + ' Mb/s':>13}" for b in bws))
+        wires = {(c["pipeline"], c["bandwidth_mbit"]): (c.get("wire_bytes_per_frame") or {}) for c in result["cells"]}
+        for p in result["pipelines"]:
+            if p["kind"] == "edge":
+                continue
+            pid = p["id"]
+            pay = [c["payload_bytes_mean"] for c in result["cells"] if c["pipeline"] == pid and c["payload_bytes_mean"]]
+            cells = " ".join(f"{_fmt(wires.get((pid, b), {}).get('up'), '.0f'):>6}/{_fmt(wires.get((pid, b), {}).get('down'), '.0f'):<6}"
+                             for b in bws)
+            lines.append(f"{pid:<22} {_fmt(float(np.mean(pay)) if pay else None):>8} {cells}")
+        lines.append("")
         counts = {}
         for c in result["cells"]:
             if c["bandwidth_mbit"] is not None:

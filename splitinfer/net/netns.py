@@ -198,10 +198,14 @@ class NetnsLink:
         return {}
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Bytes and packets sent by each end's root qdisc so far (both directions)."""
+        """Bytes and packets sent by each end so far: by its root qdisc (``bytes``, ``packets``,
+        ``drops``; an unshaped end has none) and by its veth (``tx_bytes``, ``tx_packets``, L2)."""
         out = {}
         for side in ("client", "server"):
             q = self.qdisc(side)
+            p = _run(["ip", "-s", "-j", "-n", self.ns[side], "link", "show", "dev", self.dev[side]])
+            tx = (json.loads(p.stdout or "[{}]")[0].get("stats64") or {}).get("tx") or {}
             out[side] = {"bytes": int(q.get("bytes", 0)), "packets": int(q.get("packets", 0)),
-                         "drops": int(q.get("drops", 0))}
+                         "drops": int(q.get("drops", 0)), "tx_bytes": int(tx.get("bytes", 0)),
+                         "tx_packets": int(tx.get("packets", 0))}
         return out
