@@ -184,6 +184,7 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         ok = [r for r in self.results if r.ok]
+        timed = [r for r in ok if r.batch_size]    # answers that carried the server's timings
         labelled = [r for r in ok if r.correct is not None]
         rtt = [r.rtt_ms for r in ok]
         return {
@@ -202,10 +203,10 @@ class Report:
             "bits_mean": _mean([r.bits for r in ok]),
             "container_bits_mean": _mean([r.container_bits for r in ok]),
             "encode_ms_mean": _mean([r.encode_ms for r in self.results]),
-            "server_decode_ms_mean": _mean([r.decode_ms for r in ok]),
-            "server_inference_ms_mean": _mean([r.inference_ms for r in ok]),
-            "server_queue_ms_mean": _mean([r.queue_ms for r in ok]),
-            "batch_size_mean": _mean([r.batch_size for r in ok]),
+            "server_decode_ms_mean": _mean([r.decode_ms for r in timed]),
+            "server_inference_ms_mean": _mean([r.inference_ms for r in timed]),
+            "server_queue_ms_mean": _mean([r.queue_ms for r in timed]),
+            "batch_size_mean": _mean([r.batch_size for r in timed]),
             "rtt_ms_mean": _mean(rtt),
             "rtt_ms_p50": _pct(rtt, 50),
             "rtt_ms_p95": _pct(rtt, 95),

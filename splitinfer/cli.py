@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the digest as \"digest\" in each config.json (only that key)")
     m.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     m.set_defaults(func=_models_digest)
+    from edge_client.pull import add_parser as add_pull  # argparse only: grpc loads when run
+    add_pull(mo)
 
     for register in _plugins():
         register(sub)
