@@ -40,6 +40,17 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="requests waiting per model before new ones are refused (UNAVAILABLE)")
     s.add_argument("--max-message-bytes", type=int, default=64 * 1024,
                    help="largest payload accepted (RESOURCE_EXHAUSTED above; default 64 KiB)")
+    s.add_argument("--max-stream-inflight", type=int, default=256,
+                   help="frames of one stream read and not yet answered; a client that does not "
+                        "read its answers stops being read (default 256)")
+    s.add_argument("--ledger-bytes", type=int, default=64 << 20,
+                   help="idempotency ledger budget, all streams (default 64 MiB)")
+    s.add_argument("--ledger-stream-bytes", type=int, default=1 << 20,
+                   help="idempotency ledger budget per stream (default 1 MiB)")
+    s.add_argument("--ledger-grace-s", type=float, default=60.0,
+                   help="a closed stream's ledger is kept this long for a reconnect (default 60)")
+    s.add_argument("--max-stream-id-bytes", type=int, default=1024,
+                   help="longer stream ids are refused (INVALID_ARGUMENT; default 1024)")
     s.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     s.add_argument("--tls-key", help="PEM private key of --tls-cert")
     s.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (mTLS)")
@@ -95,7 +106,9 @@ def options(a: argparse.Namespace):
         metrics_port=None if a.metrics_port < 0 else a.metrics_port, metrics_host=a.metrics_host,
         tls_cert=a.tls_cert, tls_key=a.tls_key, tls_client_ca=a.tls_client_ca,
         tokens=tokens(a), grace_s=a.grace_s, threads=a.threads,
-        ready_file=a.ready_file)
+        ready_file=a.ready_file, max_stream_inflight=a.max_stream_inflight, ledger_bytes=a.ledger_bytes,
+        ledger_stream_bytes=a.ledger_stream_bytes, ledger_grace_s=a.ledger_grace_s,
+        max_stream_id_bytes=a.max_stream_id_bytes)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -142,7 +155,7 @@ def _repository_errors() -> tuple[type, ...]:
 def register(subparsers) -> None:
     s = subparsers.add_parser("serve", help="run the cloud gRPC inference server (torch-free)",
                               description="Serve the repository's models over gRPC "
-                                          "(splitinfer.v1.Inference) with dynamic batching, health "
+                                          "(splitinfer.v2.Inference; v1, deprecated, beside it) with dynamic batching, health "
                                           "checking, reflection and Prometheus metrics.")
     add_arguments(s)
     s.set_defaults(func=run)

@@ -271,9 +271,9 @@ class Core:
         self.child(self.metrics.latency, method, s.name).observe(time.perf_counter() - t0)
         return r, t1 - t0
 
-    async def remembered(self, stream, seq: int, digest: int, s: Served, compute):
-        """The answer of (stream, seq) from the ledger, or ``compute()``'s, recorded there.
-        Returns (answer, duplicate)."""
+    async def remembered(self, stream, seq: int, digest: int, s: Served, compute, parse):
+        """The answer of (stream, seq) from the ledger, or ``compute()``'s, recorded there
+        (serialized: ``parse`` reads it back). Returns (answer, duplicate)."""
         ledger = self.ledger
         try:
             hit = ledger.get(stream, seq, digest)
@@ -289,7 +289,7 @@ class Core:
                     hit = None  # the first attempt failed or was abandoned: compute it afresh
             if hit is not None:
                 s.duplicates.inc()
-                return hit, True
+                return (parse(hit) if isinstance(hit, bytes) else hit), True
         fut = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_retrieve)
         ledger.put(stream, seq, digest, fut)
@@ -303,7 +303,7 @@ class Core:
                 else:
                     fut.cancel()
             raise
-        ledger.put(stream, seq, digest, resp)
+        ledger.put(stream, seq, digest, resp.SerializeToString())
         if not fut.done():
             fut.set_result(resp)
         return resp, False
@@ -474,7 +474,8 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                     resp, dup = await self._compute(s, seq, latent, o, deadline), False
                 else:
                     resp, dup = await core.remembered(stream, seq, hash((s.name, latent)), s,
-                                                      lambda: self._compute(s, seq, latent, o, deadline))
+                                                      lambda: self._compute(s, seq, latent, o, deadline),
+                                                      pb2.StreamResponse.FromString)
                 if dup:
                     r = pb2.StreamResponse()
                     r.CopyFrom(resp)
@@ -635,7 +636,8 @@ class InferenceServicerV1(pb1_grpc.InferenceServicer):
         if own:
             stream = core.ledger.open(req.stream_id)
         try:
-            resp, dup = await core.remembered(stream, req.seq, hash((s.name, payload)), s, compute)
+            resp, dup = await core.remembered(stream, req.seq, hash((s.name, payload)), s, compute,
+                                              pb1.ClassifyResponse.FromString)
         finally:
             if own:
                 core.ledger.close(stream)
