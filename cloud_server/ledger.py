@@ -79,6 +79,9 @@ class Ledger:
             s.calls = 0
             s.closed_at = self.clock()
             self._closed.append((s.closed_at, s))
+            if len(self._closed) > 2 * len(self._streams) + 64:   # forget what was already dropped
+                self._closed = deque((t, x) for t, x in self._closed
+                                     if x.closed_at == t and self._streams.get(x.key) is x)
         self.expire()
 
     def expire(self) -> None:
@@ -93,6 +96,8 @@ class Ledger:
         if self._streams.get(s.key) is s:
             del self._streams[s.key]
             self.bytes -= s.bytes
+            s.entries = {}        # a call still holding the record must not keep them alive
+            s.bytes = STREAM_BYTES
 
     def _trim_total(self, keep: _Stream | None = None) -> None:
         while self.bytes > self.max_bytes and self._streams:
