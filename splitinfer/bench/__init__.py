@@ -14,3 +14,5 @@ def register(subparsers) -> None:
     coder(sub)
     from .soak import register as soak
     soak(sub)
+    from .wire import register as wire
+    wire(sub)
