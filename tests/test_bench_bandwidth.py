@@ -129,6 +129,11 @@ def test_tiny_run_over_network_namespaces(tmp_path):
     _check(r, out)
     cell = next(c for c in r["cells"] if c["pipeline"] == "cloud-raw" and c["bandwidth_mbit"] == 0.2)
     assert cell["wire_bytes_per_frame"]["up"] > 12_288     # tbf counted the frame and its headers
+    split = next(c for c in r["cells"] if c["pipeline"] == "split-micro-low" and c["bandwidth_mbit"] == 0.2)
+    wire = split["wire_bytes_per_frame"]
+    # a v2 frame: the latent and ~110 bytes of framing up (plus an ACK), a compact answer down
+    assert split["payload_bytes_mean"] < wire["up"] < split["payload_bytes_mean"] + 300
+    assert wire["down"] is not None and 0 < wire["down"] < 400
     # 12.3 kB at 0.2 Mbit/s: ~0.5 s of serialization
     assert cell["stats"]["K=1"]["p50_ms"] > 0.9 * 12_288 * 8 / 0.2e6 * 1e3
     assert mine() == before                                  # everything was removed
