@@ -231,8 +231,6 @@ class Core:
         if n > self.max_payload:
             raise FrameFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"payload of {n} bytes is over the limit of {self.max_payload} bytes")
-        if n == 0:
-            raise FrameFailure(grpc.StatusCode.INVALID_ARGUMENT, "empty payload")
         s.bits.inc(8 * n)
         s.payload_bits.observe(8 * n)
         self.metrics.inflight.inc()
@@ -500,15 +498,16 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                         except FrameFailure as e:
                             out.put_nowait(e)
                             return
-                    if msg.latent or msg.HasField("seq") or not msg.HasField("header"):
-                        seq = msg.seq if msg.HasField("seq") else nxt
-                        nxt = seq + 1
-                        await limit.acquire()       # at most max_stream_inflight unanswered
-                        if core.draining:
-                            limit.release()
-                            break
-                        state["submitted"] += 1
-                        core.spawn(one(s, seq, msg.latent, o))
+                    # every message is one frame (an empty latent is a valid one: the range coder
+                    # trims what the decoder implies, and a most probable y_hat may need no byte)
+                    seq = msg.seq if msg.HasField("seq") else nxt
+                    nxt = seq + 1
+                    await limit.acquire()           # at most max_stream_inflight unanswered
+                    if core.draining:
+                        limit.release()
+                        break
+                    state["submitted"] += 1
+                    core.spawn(one(s, seq, msg.latent, o))
                     try:
                         msg = await it.__anext__()
                     except StopAsyncIteration:

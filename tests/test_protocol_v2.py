@@ -254,3 +254,24 @@ def test_pull_refuses_a_corrupted_or_foreign_transfer(micro):
     files[cfg.raw["files"]["tables"]] += b"\0"
     with pytest.raises(PullError, match="recorded in the model's config"):
         verify(info, files)
+
+
+def test_an_empty_latent_is_a_frame_even_beside_a_header(stub, micro):
+    """A most probable y_hat codes to no byte at all: such a frame is answered, also when it
+    travels with a header (the first message, or a model switch)."""
+    import numpy as np
+
+    from splitinfer.repository import ModelRepository
+    m = ModelRepository().load(micro)
+    want = int(np.argmax(m.classify(m.decode_latent(b"")[None].astype(np.float32))[0]))
+    frames, expected, _ = latents(micro, 2)
+    h = _header(micro)
+
+    def reqs():
+        yield pb2.StreamRequest(header=h, latent=b"")           # seq 0: header and an empty frame
+        yield pb2.StreamRequest(latent=frames[0])               # seq 1
+        yield pb2.StreamRequest(header=h, latent=b"")           # seq 2: a header again, empty frame
+        yield pb2.StreamRequest(latent=frames[1])               # seq 3
+    got = {r.seq: r for r in stub.ClassifyStream(reqs(), timeout=20)}
+    assert sorted(got) == [0, 1, 2, 3] and not any(r.HasField("error") for r in got.values())
+    assert [got[i].label for i in range(4)] == [want, expected[0], want, expected[1]]

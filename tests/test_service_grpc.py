@@ -243,7 +243,7 @@ def test_edge_client_reports_frame_errors(server, micro):
     from edge_client import EdgeClient
     good = latents(micro, 2)[0]
     with EdgeClient(server.address, micro) as client:
-        report = client.run([good[0], b"", good[1]], payloads=True)   # a frame must not be empty
+        report = client.run([good[0], b"\xff" * 50, good[1]], payloads=True)   # no valid latent
     s = report.summary()
     assert s["acknowledged"] == 3 and s["failed"] == 1 and s["lost"] == 0
     assert report.results[1].error.startswith("INVALID_ARGUMENT")

@@ -80,6 +80,14 @@ RELAY_OVERHEAD = 66
 KIND_ORDER = {"edge": 0, "cloud": 1, "split": 2}
 
 
+def _shown(path) -> str:
+    """A path as results record it: relative to the project when inside it (no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _pct(xs, q):
     return float(np.percentile(xs, q)) if len(xs) else None
 
@@ -1005,10 +1013,10 @@ def run_bench(mode: str = "short", link_kind: str = "auto", shape: str = "uplink
         from edge_client.adaptive import resolve_family
         served = sorted(set(served) | {c.name for c in resolve_family(repo, family)})
     result: dict = {
-        "benchmark": "bandwidth", "mode": mode, "data": data, "limit": limit,
+        "benchmark": "bandwidth", "mode": mode, "data": _shown(data), "limit": limit,
         "bandwidths": list(bandwidths), "slowdowns": [f"K={k:g}" for k in slowdowns],
         "slowdown_factors": list(slowdowns), "rtt_ms_added": rtt_ms, "settings": m,
-        "pipelines": pipelines, "models_dir": serve_dir, "note": note,
+        "pipelines": pipelines, "models_dir": _shown(serve_dir), "note": note,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "loadavg_start": list(os.getloadavg())},
     }

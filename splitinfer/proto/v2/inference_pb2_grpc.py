@@ -70,8 +70,8 @@ class InferenceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClassifyStream(self, request_iterator, context):
-        """The first message carries `header` (and may carry a first frame); every later message is one
-        frame. A header whose model digest is not the served model's ends the stream at once with
+        """Every message is one frame; the first also carries `header` (a later header switches the
+        model from its frame on). A header whose model digest is not the served model's ends the stream at once with
         FAILED_PRECONDITION. Frames are answered as they complete (match by seq). A bad frame gets a
         response with `error` and the stream goes on. Idempotency: (stream_id, session, seq) plus the
         frame's payload digest; a frame resent after a reconnect is answered again (duplicate) without
