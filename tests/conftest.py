@@ -50,7 +50,8 @@ def stub(server):
 # are marked slow as well. The fast lane: pytest -m "not slow and not service and not e2e".
 KINDS = {
     "service": {"test_service_grpc", "test_service_input", "test_service_lifecycle", "test_service_secure",
-                "test_sidecar_process", "test_edge_client", "test_net", "test_bench_bandwidth", "test_sidecar"},
+                "test_sidecar_process", "test_edge_client", "test_net", "test_bench_bandwidth", "test_sidecar",
+                "test_protocol_v2", "test_service_stream"},
     "e2e": {"test_demo", "test_compose"},
 }
 SLOW = {"test_training", "test_image_adaptive", "test_motion", "test_image_eval", "test_bench_bandwidth",

@@ -101,6 +101,7 @@ def _flood(address, name, digest, frames, streams, per_stream, id_bytes, threads
     return errors
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("streams,per_stream", [
     pytest.param(300, 10, id="3k-frames"),
     pytest.param(10_000, 10, id="100k-frames", marks=pytest.mark.slow),
