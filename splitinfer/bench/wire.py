@@ -77,7 +77,7 @@ def client_main(a: argparse.Namespace) -> int:
     import grpc
     import numpy as np
 
-    from splitinfer.demo import SAMPLE
+    from splitinfer.data import SAMPLE
     from splitinfer.repository import ModelRepository
     sys.setswitchinterval(0.001)
     cap = Capture(a.dev)
@@ -134,7 +134,7 @@ def per_frame(rec: dict, skip: int = 2) -> dict:
 
 
 def run(a: argparse.Namespace) -> dict:
-    from splitinfer.demo import ServerProcess
+    from cloud_server.process import ServerProcess
     from splitinfer.net import NetnsLink
     link = NetnsLink(None, shape="uplink").up()
     try:
@@ -175,14 +175,14 @@ def report(r: dict) -> str:
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
-    b.add_argument("--model", required=True)
+    b.add_argument("--model", required=True, help="the model whose frames are sent (split codec)")
     b.add_argument("--rate", type=float, default=0.1, help="uplink Mbit/s (default 0.1)")
-    b.add_argument("--frames", type=int, default=30)
+    b.add_argument("--frames", type=int, default=30, help="frames to send, one at a time (default 30)")
     b.add_argument("--gap-ms", type=float, default=150.0, help="pause before each frame (default 150)")
     b.add_argument("--v1", action="store_true", help="the deprecated v1 protocol")
     b.add_argument("--bdp", action="store_true", help="HTTP/2 BDP probing on (gRPC's default)")
     b.add_argument("--no-tcp-timestamps", action="store_true", help="TCP timestamps off in the client's namespace")
-    b.add_argument("--models-dir")
+    b.add_argument("--models-dir", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     b.add_argument("--data", help="clouds (.npz; default the bundled sample)")
     b.add_argument("--json", help="write the result here")
 
