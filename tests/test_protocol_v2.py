@@ -65,7 +65,7 @@ def _stream(stub, header, frames, seqs=None, timeout=20):
 def other_version(tmp_path, micro):
     """The same model name with different files (tables re-saved with an extra array, the config's
     sha256 updated): what an edge holding an older or retrained copy has."""
-    from splitinfer.repository import ModelRepository, sha256
+    from splitinfer.repository import ModelRepository, sha256, write_digest
     cfg = ModelRepository().config(micro)
     dest = tmp_path / "edge" / micro / str(cfg.version)
     shutil.copytree(cfg.path, dest)
@@ -76,6 +76,7 @@ def other_version(tmp_path, micro):
     raw = json.loads((dest / "config.json").read_text())
     raw["sha256"][tables.name] = sha256(tables)
     (dest / "config.json").write_text(json.dumps(raw))
+    write_digest(dest / "config.json")       # a consistent folder: another version's files
     return tmp_path / "edge"
 
 
@@ -223,7 +224,7 @@ def test_models_pull_then_stream_from_the_pulled_folder(server, micro, tmp_path)
     assert "10/10 answered (0 failed, 0 lost" in r.stdout
     r = subprocess.run([sys.executable, "-m", "splitinfer.cli", "models", "pull", "--server", server.address,
                         f"{micro}@99", "--out", str(out)], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 1 and "NOT_FOUND" in r.stderr and "version 99" in r.stderr
+    assert r.returncode == 1 and "NOT_FOUND" in r.stderr and "@99" in r.stderr
 
 
 def test_pull_refuses_a_corrupted_or_foreign_transfer(micro):
