@@ -9,7 +9,7 @@ import time
 
 import grpc
 import pytest
-from service_utils import encoded, model_name, start_server
+from service_utils import latents, model_name, start_server
 
 from splitinfer.bench.balancer import Balancer
 
@@ -52,7 +52,7 @@ def test_a_replica_killed_mid_run_loses_and_doubles_nothing(micro):
     single server gives it."""
     from edge_client import EdgeClient
     streams, frames_per_stream = 16, 500
-    payloads, _, _ = encoded(micro, 120)
+    payloads, _, _ = latents(micro, 120)   # stream frames: the latents alone
     replicas = [start_server([micro]) for _ in range(3)]
     try:
         # the reference: one plain run of every payload against one server, no balancer

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from service_utils import ROOT, encoded, metric, model_name, start_server
+from service_utils import ROOT, encoded, latents, metric, model_name, start_server
 
 from edge_client.balancing import channel_options, target
 
@@ -65,7 +65,7 @@ def test_calls_spread_or_stick(two, micro, lb):
 
 def test_a_stream_moves_to_the_other_address_when_its_server_dies(two, micro):
     from edge_client import EdgeClient
-    payloads, expected, _ = encoded(micro, 100)
+    payloads, expected, _ = latents(micro, 100)   # stream frames: the latents alone
     frames = [payloads[i % 100] for i in range(400)]
     killed = []
 
