@@ -67,15 +67,17 @@ def _load_payloads(path: str) -> list[bytes]:
 
 # -- load generator (runs in its own process) --------------------------------------------------------
 async def _load(address: str, model: str, payloads: list[bytes], streams: int, window: int,
-                warmup_s: float, duration_s: float, echo: bool = False, connections: str = "stream") -> dict:
-    """``streams`` closed-loop streams against ``address``: our ClassifyStream, or (``echo``) the
-    bare streaming echo fed the same serialized requests (answered in order)."""
+                warmup_s: float, duration_s: float, echo: bool = False, connections: str = "stream",
+                digest: bytes = b"") -> dict:
+    """``streams`` closed-loop streams against ``address``: our ClassifyStream (protocol v2: the
+    header with the first frame, then the bare latents), or (``echo``) the bare streaming echo fed
+    the same serialized requests (answered in order)."""
     import collections
 
     import grpc
 
-    from splitinfer.proto import inference_pb2 as pb2
-    from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+    from splitinfer.proto.v2 import inference_pb2 as pb2
+    from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
 
     latencies: list[float] = []
     counts = {"answered": 0, "errors": 0}
@@ -108,8 +110,11 @@ async def _load(address: str, model: str, payloads: list[bytes], streams: int, w
                     await sem.acquire()
                     if time.perf_counter() >= t_end:
                         return
-                    req = pb2.ClassifyRequest(model=model, payload=payloads[seq % len(payloads)],
-                                              stream_id=sid, seq=seq)
+                    req = pb2.StreamRequest(latent=payloads[seq % len(payloads)])
+                    if seq == k:   # the first frame: the header and its seq (then implicit)
+                        req.header.CopyFrom(pb2.StreamHeader(model=model, model_digest=digest,
+                                                             stream_id=sid, session=os.urandom(8)))
+                        req.seq = seq
                     if echo:
                         req = req.SerializeToString()
                         fifo.append(time.perf_counter())
@@ -148,10 +153,11 @@ def _load_main(argv: list[str]) -> int:
     p.add_argument("--duration", type=float)
     p.add_argument("--echo", action="store_true")
     p.add_argument("--connections", default="stream")
+    p.add_argument("--digest", default="", help="the model digest (hex) for the stream header")
     a = p.parse_args(argv)
     payloads = _load_payloads(a.payloads)
     r = asyncio.run(_load(a.address, a.model, payloads, a.streams, a.window, a.warmup, a.duration,
-                          a.echo, a.connections))
+                          a.echo, a.connections, bytes.fromhex(a.digest)))
     print(json.dumps(r))
     return 0
 
@@ -216,14 +222,15 @@ def _pct(xs, q):
 
 def run_point(address: str, model: str, payload_file: str, streams: int, window: int, procs: int,
               warmup_s: float, duration_s: float, metrics_port: int | None, echo: bool = False,
-              connections: str = "stream") -> dict:
+              connections: str = "stream", digest: str = "") -> dict:
     procs = max(1, min(procs, streams))
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     b0 = (_scrape(metrics_port, "splitinfer_batch_size_sum"), _scrape(metrics_port, "splitinfer_batch_size_count"))
     children = [subprocess.Popen(
         [sys.executable, "-m", "splitinfer.bench.server", "_load", "--address", address, "--model", model,
          "--payloads", payload_file, "--streams", str(n), "--window", str(window),
-         "--warmup", str(warmup_s), "--duration", str(duration_s), "--connections", connections]
+         "--warmup", str(warmup_s), "--duration", str(duration_s), "--connections", connections,
+         "--digest", digest]
         + (["--echo"] if echo else []),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(), text=True) for n in per]
     results = []
@@ -293,8 +300,8 @@ def echo_ratio(server_address: str, echo_address: str, model: str, payloads: lis
     """p50 unary round trip of our Classify vs a bare echo of the same request size."""
     import grpc
 
-    from splitinfer.proto import inference_pb2 as pb2
-    from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+    from splitinfer.proto.v2 import inference_pb2 as pb2
+    from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
 
     reqs = [pb2.ClassifyRequest(model=model, payload=p).SerializeToString() for p in payloads]
     with grpc.insecure_channel(server_address) as ch_ours, grpc.insecure_channel(echo_address) as ch_echo:
@@ -392,10 +399,11 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
     m = repo.load(cfg.name)
     with np.load(SAMPLE) as z:
         clouds = z["points"]
-    payloads = [m.encode(c, name=f"sample {i}") for i, c in enumerate(clouds)]
+    payloads = [m.encode(c, name=f"sample {i}") for i, c in enumerate(clouds)]        # unary: containers
+    frames = [m.encode_latent(c, name=f"sample {i}") for i, c in enumerate(clouds)]   # stream frames
     tmp = tempfile.mkdtemp(prefix="splitinfer-bench-")
     payload_file = str(Path(tmp) / "payloads.npz")
-    _save_payloads(payload_file, payloads)
+    _save_payloads(payload_file, frames)
     cpus = os.cpu_count() or 1
     procs = procs or max(1, min(4, cpus // 2))
     streams = tuple(streams)
@@ -403,7 +411,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
     for i, t in enumerate([target] if isinstance(target, str) else list(target or [])):
         name, sep, addr = t.rpartition("=")
         targets[name if sep else "target" if isinstance(target, str) else f"target{i + 1}"] = addr
-    result = {"benchmark": "server", "model": cfg.name, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
+    result = {"benchmark": "server", "model": cfg.name, "payload_bytes_mean": float(np.mean([len(p) for p in frames])),
+              "container_bytes_mean": float(np.mean([len(p) for p in payloads])),
               "target": targets or None, "streams": list(streams),
               "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
                           "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
@@ -437,7 +446,7 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
                     srv = servers[key]
                     pt = run_point(srv.address, cfg.name, payload_file, s, window, procs if s > 1 else 1,
                                    warmup_s, duration_s, srv.metrics_port, echo=key == "echo",
-                                   connections=connections)
+                                   connections=connections, digest=cfg.digest)
                     runs[key][s].append(pt)
                     print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} /s"
                           f"  p50 {pt['p50_ms']:.3f} ms  p99 {pt['p99_ms']:.3f} ms"

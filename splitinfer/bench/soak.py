@@ -48,8 +48,8 @@ class Soak:
     """The load (grpc.aio streams) and its once-a-second record."""
 
     def __init__(self, address: str, model: str, payloads: list[bytes], streams: int, window: int,
-                 duration_s: float, pid: int | None = None, token: str | None = None):
-        self.address, self.model, self.payloads = address, model, payloads
+                 duration_s: float, pid: int | None = None, token: str | None = None, digest: bytes = b""):
+        self.address, self.model, self.payloads, self.digest = address, model, payloads, digest
         self.streams, self.window, self.duration_s, self.pid = streams, window, duration_s, pid
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.latencies: list[float] = []          # this second's
@@ -64,7 +64,7 @@ class Soak:
     async def run(self) -> dict:
         import grpc
 
-        from splitinfer.proto import inference_pb2_grpc as pb2_grpc
+        from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
         async with grpc.aio.insecure_channel(self.address) as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
             stub = pb2_grpc.InferenceStub(channel)
@@ -78,7 +78,7 @@ class Soak:
     async def _stream(self, stub, k: int) -> None:
         import grpc
 
-        from splitinfer.proto import inference_pb2 as pb2
+        from splitinfer.proto.v2 import inference_pb2 as pb2
         seq = 0
         while time.perf_counter() < self.t_end:
             sem = asyncio.Semaphore(self.window)
@@ -87,13 +87,19 @@ class Soak:
 
             async def requests():
                 nonlocal seq
+                first = True
                 while True:
                     await sem.acquire()
                     if time.perf_counter() >= self.t_end:
                         return
                     sent[seq] = time.perf_counter()
-                    yield pb2.ClassifyRequest(model=self.model, stream_id=sid, seq=seq,
-                                              payload=self.payloads[(seq + k) % len(self.payloads)])
+                    req = pb2.StreamRequest(latent=self.payloads[(seq + k) % len(self.payloads)])
+                    if first:   # protocol v2: the header and the seq with the first frame
+                        req.header.CopyFrom(pb2.StreamHeader(model=self.model, model_digest=self.digest,
+                                                             stream_id=sid, session=os.urandom(8)))
+                        req.seq = seq
+                        first = False
+                    yield req
                     seq += 1
 
             try:
@@ -179,12 +185,13 @@ def plot(result: dict, path: Path) -> Path | None:
     return path
 
 
-def _payloads(model: str, models_dir: str | None, count: int = 64) -> list[bytes]:
+def _payloads(model: str, models_dir: str | None, count: int = 64) -> tuple[list[bytes], bytes]:
+    """(stream frames: the coded latents of the sample's first clouds, the model digest)."""
     from splitinfer.repository import ModelRepository
     sample = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
     m = ModelRepository(models_dir).load(model)
     with np.load(sample) as z:
-        return [m.encode(p) for p in z["points"][:count]]
+        return [m.encode_latent(p) for p in z["points"][:count]], bytes.fromhex(m.config.digest)
 
 
 def _run(a: argparse.Namespace) -> int:
@@ -195,7 +202,7 @@ def _run(a: argparse.Namespace) -> int:
         print("error: --streams and --window must be at least 1, --duration positive", file=sys.stderr)
         return 2
     model = a.model or pick_models(ModelRepository(a.models_dir), sizes=("micro",))[0].name
-    payloads = _payloads(model, a.models_dir)
+    payloads, digest = _payloads(model, a.models_dir)
     server = None
     try:
         if a.target:
@@ -204,7 +211,7 @@ def _run(a: argparse.Namespace) -> int:
             extra = ["--max-batch-size", str(a.max_batch_size)]
             server = ServerProcess([model], models_dir=a.models_dir, extra=extra)
             address, pid = server.address, server.proc.pid
-        soak = Soak(address, model, payloads, a.streams, a.window, a.duration, pid, a.token)
+        soak = Soak(address, model, payloads, a.streams, a.window, a.duration, pid, a.token, digest)
         result = asyncio.run(soak.run())
     finally:
         if server is not None:
