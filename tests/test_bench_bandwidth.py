@@ -10,37 +10,42 @@ from pathlib import Path
 import pytest
 from service_utils import input_model_repo
 
-from splitinfer.bench import bandwidth as bw
-from splitinfer.net import netns_available
+from splitinfer.bench.bandwidth import run_bench
+from splitinfer.bench.bandwidth.link import netns_available
+from splitinfer.bench.bandwidth.link.drain import Drain
+from splitinfer.bench.bandwidth.pipelines import plan_pipelines
+from splitinfer.bench.bandwidth.rate_experiment import DEFAULT_SCHEDULE, auto_stream_settings
+from splitinfer.bench.bandwidth.report import report
+from splitinfer.bench.bandwidth.sweep import cell_stats, crossings
 
 
 def test_crossings_log_log():
     bws = [0.01, 0.1, 1, 10]
     a = [100, 100, 100, 100]          # flat (edge-only)
     b = [10000, 1000, 100, 10]        # 1/bandwidth (cloud-only)
-    assert bw.crossings(bws, a, b) == [1]
+    assert crossings(bws, a, b) == [1]
     b2 = [10000, 1000, 200, 20]
-    (c,) = bw.crossings(bws, a, b2)
+    (c,) = crossings(bws, a, b2)
     assert c == pytest.approx(2.0)   # 200 -> 20 ms crosses 100 ms at log10 = 0.301
-    assert bw.crossings(bws, a, [50] * 4) == []
-    assert bw.crossings(bws, [None, 1, 2, 3], [2, 2, 2, 2]) == [1]   # missing points are skipped
+    assert crossings(bws, a, [50] * 4) == []
+    assert crossings(bws, [None, 1, 2, 3], [2, 2, 2, 2]) == [1]   # missing points are skipped
 
 
 def test_cell_stats_scale_edge_compute_only():
     frames = [{"edge_ms": 10.0, "net_ms": 100.0, "label": 1, "truth": 1},
               {"edge_ms": 10.0, "net_ms": 110.0, "label": 2, "truth": 1},
               {"edge_ms": 10.0, "net_ms": 120.0, "label": None, "truth": 1}]
-    s1, s8 = bw.cell_stats(frames, 1), bw.cell_stats(frames, 8)
+    s1, s8 = cell_stats(frames, 1), cell_stats(frames, 8)
     assert s1["p50_ms"] == pytest.approx(115) and s8["p50_ms"] == pytest.approx(185)
     assert s1["accuracy"] == 0.5 and s1["errors"] == 1 and s1["frames"] == 3
-    assert bw.cell_stats(frames, 1, rtt_ms=20)["p50_ms"] == pytest.approx(135)
+    assert cell_stats(frames, 1, rtt_ms=20)["p50_ms"] == pytest.approx(135)
     edge = [{"edge_ms": 4.0, "net_ms": 0.0, "label": 0, "truth": 0}]
-    assert bw.cell_stats(edge, 8, rtt_ms=20)["p50_ms"] == 32     # no round trip for edge-only
+    assert cell_stats(edge, 8, rtt_ms=20)["p50_ms"] == 32     # no round trip for edge-only
 
 
 @pytest.mark.parametrize("burst", [1600, 1601, 3028, 3100, 62500])
 def test_drain_filler_is_exactly_the_bucket(burst):
-    d = bw._Drain(burst, 1e6, "127.0.0.1")
+    d = Drain(burst, 1e6, "127.0.0.1")
     try:
         sizes = [len(x) + d.L2_HEADERS for x in d.datagrams]
         assert sum(sizes) == burst and max(sizes) <= 1514 and min(sizes) > d.L2_HEADERS
@@ -57,7 +62,7 @@ def test_auto_stream_settings_separate_the_rate_points(tmp_path):
         configs = resolve_family(repo, "all")
     except ValueError:
         pytest.skip("no shipped models")
-    s = bw.auto_stream_settings(configs, bw.DEFAULT_SCHEDULE)
+    s = auto_stream_settings(configs, DEFAULT_SCHEDULE)
     assert s["low_mbit"] == 0.05 and s["budget_ms"] >= 2.5 * s["interval_ms"]
     u = s["utilisation_at_low_rate"]
     assert u["lowest_rate_point"] <= 1.0 <= u["highest_rate_point"]
@@ -66,7 +71,7 @@ def test_auto_stream_settings_separate_the_rate_points(tmp_path):
 def test_plan_pipelines(tmp_path):
     from splitinfer.repository import ModelRepository
     repo = ModelRepository(input_model_repo(tmp_path / "m"))
-    plan = bw.plan_pipelines(repo, "plain-pointnet-p1024", qbits=(4, 11))
+    plan = plan_pipelines(repo, "plain-pointnet-p1024", qbits=(4, 11))
     ids = [p["id"] for p in plan]
     assert "cloud-raw" in ids and "cloud-draco-q4" in ids and "cloud-draco-q11" in ids
     sizes = {c.raw["size"] for c in repo.list("pointcloud-classification")}
@@ -96,10 +101,10 @@ def test_tiny_run_over_the_relay(tmp_path):
     pytest.importorskip("DracoPy")
     models = input_model_repo(tmp_path / "models")
     out = tmp_path / "bw.json"
-    r = bw.run_bench("short", link_kind="relay", models_dir=str(models), limit=8, bandwidths=(0.3, 30.0),
-                     qbits=(4,), sizes=("micro",), cell_seconds=0.0, min_frames=2, max_frames=2,
-                     family="micro", schedule=((5.0, 1.0), (0.05, 1.5), (5.0, 1.0)), json_out=str(out),
-                     progress=False)
+    r = run_bench("short", link_kind="relay", models_dir=str(models), limit=8, bandwidths=(0.3, 30.0),
+                  qbits=(4,), sizes=("micro",), cell_seconds=0.0, min_frames=2, max_frames=2,
+                  family="micro", schedule=((5.0, 1.0), (0.05, 1.5), (5.0, 1.0)), json_out=str(out),
+                  progress=False)
     assert r["link"]["kind"] == "relay" and "relay" in r["link"]["label"]
     _check(r, out)
     ad = r["adaptive"]
@@ -111,20 +116,20 @@ def test_tiny_run_over_the_relay(tmp_path):
     from edge_client.adaptive import Candidate, replay
     got = replay(trace["trace"], [Candidate(**c) for c in trace["candidates"]], trace["budget_ms"])
     assert [d.model for d in got] == [d["model"] for d in trace["decisions"]]
-    text = bw.report(r)
+    text = report(r)
     assert "crossovers" in text and "adaptive experiment" in text
 
 
 @pytest.mark.skipif(not netns_available()[0], reason=f"network namespaces unavailable: {netns_available()[1]}")
 def test_tiny_run_over_network_namespaces(tmp_path):
-    from splitinfer.net.netns import list_namespaces
+    from splitinfer.bench.bandwidth.link.netns import list_namespaces
     mine = lambda: {n for n in list_namespaces() if n.startswith(f"si{os.getpid()}x")}  # noqa: E731
     before = mine()   # only this process's links: other runs may share the machine
     models = input_model_repo(tmp_path / "models")
     out = tmp_path / "bw.json"
-    r = bw.run_bench("short", link_kind="netns", models_dir=str(models), limit=6, bandwidths=(0.2, 50.0),
-                     qbits=(), sizes=("micro",), cell_seconds=0.0, min_frames=2, max_frames=2,
-                     adaptive=False, json_out=str(out), progress=False)
+    r = run_bench("short", link_kind="netns", models_dir=str(models), limit=6, bandwidths=(0.2, 50.0),
+                  qbits=(), sizes=("micro",), cell_seconds=0.0, min_frames=2, max_frames=2,
+                  adaptive=False, json_out=str(out), progress=False)
     assert r["link"]["kind"] == "netns" and "tbf" in r["link"]["label"]
     _check(r, out)
     cell = next(c for c in r["cells"] if c["pipeline"] == "cloud-raw" and c["bandwidth_mbit"] == 0.2)

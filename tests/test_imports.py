@@ -5,7 +5,7 @@ Layers, bottom to top (a module may import its own layer and the layers below):
 1. core: ``splitinfer`` (the package itself), ``splitinfer.codec``, ``splitinfer.metrics``,
    ``splitinfer.data``, ``splitinfer.proto``, ``splitinfer.onnx``, ``splitinfer.errors``
 2. runtime (torch-free, what the edge, the cloud and the sidecar run): ``splitinfer.repository``,
-   ``splitinfer.pointcloud``, ``splitinfer.image``, ``splitinfer.net``, ``splitinfer.sidecar``,
+   ``splitinfer.pointcloud``, ``splitinfer.image``, ``splitinfer.sidecar``,
    ``cloud_server``, ``edge_client``
 3. experiments and tools: ``splitinfer.nn``, ``splitinfer.training``, ``splitinfer.baselines``,
    ``splitinfer.bench``, ``splitinfer.plots``, ``splitinfer.motion``
@@ -23,8 +23,8 @@ PACKAGES = ("splitinfer", "cloud_server", "edge_client")
 LAYERS = [
     ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.data", "splitinfer.proto",
      "splitinfer.onnx", "splitinfer.tokens", "splitinfer.errors"),
-    ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.net",
-     "splitinfer.sidecar", "cloud_server", "edge_client"),
+    ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.sidecar",
+     "cloud_server", "edge_client"),
     ("splitinfer.nn", "splitinfer.training", "splitinfer.baselines", "splitinfer.bench",
      "splitinfer.plots", "splitinfer.motion"),
     ("splitinfer.cli", "splitinfer.demo", "splitinfer.__main__"),

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from splitinfer.net import NetnsLink, Relay, TokenBucket, netns_available, tbf_burst_bytes
-from splitinfer.net.netns import list_namespaces, tbf_limit_bytes
+from splitinfer.bench.bandwidth.link import NetnsLink, Relay, TokenBucket, netns_available, tbf_burst_bytes
+from splitinfer.bench.bandwidth.link.netns import list_namespaces, tbf_limit_bytes
 
 ROOT_OK, WHY = netns_available()
 needs_netns = pytest.mark.skipif(not ROOT_OK, reason=f"network namespaces unavailable: {WHY}")

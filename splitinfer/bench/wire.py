@@ -135,7 +135,7 @@ def per_frame(rec: dict, skip: int = 2) -> dict:
 
 def run(a: argparse.Namespace) -> dict:
     from cloud_server.process import ServerProcess
-    from splitinfer.net import NetnsLink
+    from .bandwidth.link import NetnsLink
     link = NetnsLink(None, shape="uplink").up()
     try:
         if a.no_tcp_timestamps:

@@ -15,7 +15,7 @@ its own serialization time (store-and-forward); the chunks of one received buffe
 back, so a relay thread that wakes late costs the link no time. The bucket holds at most
 ``burst`` bytes; the default 0 makes every chunk wait n / rate even after an idle period, as on
 a real link of that rate (tbf needs a bucket of at least one packet; the benchmark empties it
-before each frame, see ``splitinfer.bench.bandwidth._Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
+before each frame, see ``drain.Drain``); ``burst=None`` uses tbf's ``tbf_burst_bytes``. The queue
 in front of the bucket is unbounded (the kernel socket buffers plus one chunk), like the tbf
 links' large limit.
 
