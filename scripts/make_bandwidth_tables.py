@@ -2,7 +2,7 @@
 """Print the markdown tables of a `splitinfer bench bandwidth` result: p50 / p95 latency per
 pipeline and link rate, and the crossovers (splitinfer.plots.results_doc renders them).
 
-usage: python scripts/make_bandwidth_tables.py results/bandwidth/bandwidth_short_s8.json
+usage: python scripts/make_bandwidth_tables.py results/bandwidth/bandwidth_short_v1.json
 """
 from __future__ import annotations
 

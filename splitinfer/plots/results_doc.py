@@ -83,7 +83,7 @@ def server_markdown(result: dict) -> str:
 def results_markdown(results: str | Path = "results") -> str:
     """The whole of docs/results.md."""
     r = Path(results)
-    bw = _read(r / "bandwidth" / "bandwidth_short_s8.json")
+    bw = _read(r / "bandwidth" / "bandwidth_short_v1.json")
     server = _read(r / "bench" / "server.json")
     parts = [
         "# Results",
@@ -139,13 +139,13 @@ def results_markdown(results: str | Path = "results") -> str:
         "network namespaces joined by a veth pair whose uplink is shaped by `tc tbf`, 120 sample "
         "clouds; method and the loopback-relay variant in [bandwidth.md](bandwidth.md).",
         "",
-        "![latency vs bandwidth](../results/bandwidth/bandwidth_short_s8.png)",
+        "![latency vs bandwidth](../results/bandwidth/bandwidth_short_v1.png)",
         "",
         bandwidth_latency_markdown(bw) if bw else "*(bandwidth results not generated yet)*",
         "",
         bandwidth_crossover_markdown(bw) if bw else "",
         "",
-        "![adaptive rate](../results/bandwidth/bandwidth_short_s8_adaptive.png)",
+        "![adaptive rate](../results/bandwidth/bandwidth_short_v1_adaptive.png)",
         "",
         "<!-- protocol v2: bytes per frame on the wire against v1 goes here -->",
         "",
