@@ -101,7 +101,7 @@ def pull_model(client, ref: str, out: str | Path, timeout_s: float = 120.0) -> P
 
     from splitinfer.proto.v2 import inference_pb2 as pb2
 
-    from .client import ClassifyError
+    from .errors import ClassifyError
     name, version = parse_ref(ref)
     try:
         chunks = client._stub.PullModel(pb2.PullModelRequest(model=name, version=version),
