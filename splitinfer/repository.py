@@ -33,6 +33,7 @@ DIGEST_FIX = "run `splitinfer models digest --write` after a deliberate change t
 
 from .codec.container import UnknownModel, short_digest  # noqa: E402  (one error type for "no such model")
 from .errors import ModelError  # noqa: E402,F401  (raised here; re-exported)
+from .registry import runtime_for, tasks  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -363,17 +364,12 @@ class ModelRepository:
 
 
 def _runtime(cfg: ModelConfig):
-    if cfg.task == "pointcloud-classification":
-        from .pointcloud.runtime import PointCloudModel as cls
-    elif cfg.task == "pointcloud-input-classification":  # cloud-only: raw/Draco points
-        from .pointcloud.input_model import InputClassificationModel as cls
-    elif cfg.task == "image-compression":
-        from .image.codec import ImageCodec as cls
-    else:
+    cls = runtime_for(cfg.task)
+    if cls is None:
+        known = tasks()
         raise ModelError(cfg.path / "config.json", f"unknown task {cfg.task!r}; this splitinfer "
-                                                   "serves pointcloud-classification, "
-                                                   "pointcloud-input-classification and "
-                                                   "image-compression")
+                                                   f"serves {', '.join(known[:-1])} and "
+                                                   f"{known[-1]}")
     try:
         return cls(cfg)
     except ModelError:

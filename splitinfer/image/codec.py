@@ -14,6 +14,7 @@ from onnxruntime import InferenceSession
 from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, UnknownModel, check_model,
                      decode_grid, encode_grid)
 from ..onnx import session
+from ..registry import register_runtime
 from ..repository import ModelConfig, load_tables
 
 #: Largest image (pixels) the codec accepts; the sidecar applies its own, smaller limit.
@@ -134,3 +135,6 @@ class ImageCodec:
         """Container bytes -> uint8 (H, W, 3)."""
         y_hat, H, W = self.unpack(data)
         return self.synthesis(y_hat, H, W)
+
+
+register_runtime("image-compression", ImageCodec)

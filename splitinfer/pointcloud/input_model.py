@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import Container, CorruptPayload, PayloadKind, check_model
+from ..registry import register_runtime
 from ..repository import ModelConfig
 
 TASK = "pointcloud-input-classification"
@@ -214,3 +215,6 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
     (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     write_digest(out / "config.json")
     return out
+
+
+register_runtime("pointcloud-input-classification", InputClassificationModel)

@@ -9,6 +9,7 @@ from onnxruntime import InferenceSession
 from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, SymbolOutOfRange, check_model,
                      decode, encode)
 from ..onnx import session
+from ..registry import register_runtime
 from ..repository import ModelConfig, load_tables
 from .preprocess import preprocess
 
@@ -111,3 +112,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+register_runtime("pointcloud-classification", PointCloudModel)

@@ -1,0 +1,38 @@
+"""Which runtime class serves which model task.
+
+A runtime module registers its class at import (``register_runtime(task, cls)``); the model
+repository asks ``runtime_for(cfg.task)`` and so imports no runtime itself. ``PROVIDERS`` names
+the module that registers each shipped task: ``runtime_for`` imports it on first demand, so a
+caller that never imported the runtime still gets it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+#: task -> the module that registers its runtime at import.
+PROVIDERS = {
+    "pointcloud-classification": "splitinfer.pointcloud.runtime",
+    "pointcloud-input-classification": "splitinfer.pointcloud.input_model",  # cloud-only
+    "image-compression": "splitinfer.image.codec",
+}
+_RUNTIMES: dict[str, Callable] = {}
+
+
+def register_runtime(task: str, factory: Callable) -> Callable:
+    """Register ``factory(cfg) -> runtime`` for ``task``; returns ``factory`` (usable as a
+    class decorator)."""
+    _RUNTIMES[task] = factory
+    return factory
+
+
+def tasks() -> list[str]:
+    """Every task this splitinfer serves: the shipped ones, then any other registered."""
+    return list(PROVIDERS) + [t for t in _RUNTIMES if t not in PROVIDERS]
+
+
+def runtime_for(task: str) -> Callable | None:
+    """The registered factory of ``task`` (its provider imported on first demand), or None."""
+    if task not in _RUNTIMES and task in PROVIDERS:
+        importlib.import_module(PROVIDERS[task])
+    return _RUNTIMES.get(task)
