@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("DracoPy")
 
-from splitinfer.baselines.draco import draco_roundtrip, evaluate_draco  # noqa: E402
+from splitinfer.baselines.draco import evaluate_draco  # noqa: E402
+from splitinfer.pointcloud.draco import draco_roundtrip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT / "models" / "plain-pointnet-p1024" / "1" / "model.onnx"

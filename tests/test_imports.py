@@ -30,10 +30,8 @@ LAYERS = [
      "splitinfer.plots", "splitinfer.motion"),
     ("splitinfer.cli", "splitinfer.demo", "splitinfer.__main__"),
 ]
-# Known exceptions, each to be removed by the change that fixes it:
-# - the cloud-only input model decodes Draco with the baseline module's decoder: that decoder
-#   belongs in the runtime (pointcloud/), the baseline sweep then imports it from there;
-KNOWN = {("splitinfer.pointcloud.input_model", "splitinfer.baselines.draco")}
+# Known exceptions (importer, imported), each with its reason and removed by the change that fixes it.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _module(path: Path) -> str:

@@ -106,7 +106,7 @@ def test_the_batcher_answers_non_finite_logits_with_an_error_per_input():
 
 # -- item 3: Draco amplification --------------------------------------------------------------------
 def test_draco_point_count_is_read_from_the_header(cloud):
-    from splitinfer.pointcloud.input_model import draco_point_count
+    from splitinfer.pointcloud.draco import draco_point_count
     d = Container.unpack(pack_draco(cloud, digest(), 11)).payloads[0]
     assert draco_point_count(d) == 1024
 

@@ -21,41 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..pointcloud.draco import draco_roundtrip, fixed_overhead_bytes
+from ..pointcloud.input_model import classify_clouds
+
 DEFAULT_QBITS = (3, 4, 5, 6, 7, 8, 10, 12)
-
-
-def classify(session, clouds: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:
-    """Predicted class of every cloud; clouds of equal size are batched together."""
-    pred = np.zeros(len(clouds), np.int64)
-    by_size: dict[int, list[int]] = {}
-    for i, c in enumerate(clouds):
-        by_size.setdefault(len(c), []).append(i)
-    name = session.get_inputs()[0].name
-    for idx in by_size.values():
-        for k in range(0, len(idx), batch):
-            part = idx[k:k + batch]
-            x = np.stack([clouds[i] for i in part]).astype(np.float32)
-            pred[part] = session.run(None, {name: x})[0].argmax(1)
-    return pred
-
-
-def draco_roundtrip(points: np.ndarray, qbits: int, level: int = 10) -> tuple[np.ndarray, int, float, float]:
-    """(decoded points, encoded bytes, encode ms, decode ms) for one cloud."""
-    import DracoPy
-    t0 = time.perf_counter()
-    data = DracoPy.encode(points, quantization_bits=int(qbits), compression_level=level)
-    t1 = time.perf_counter()
-    decoded = np.asarray(DracoPy.decode(data).points, np.float32).reshape(-1, 3)
-    t2 = time.perf_counter()
-    return decoded, len(data), (t1 - t0) * 1e3, (t2 - t1) * 1e3
-
-
-def fixed_overhead_bytes(qbits: int, level: int = 10) -> int:
-    """Size of a one-point Draco buffer: the header and attribute/quantization metadata that every
-    cloud pays whatever its content (~171 bytes with DracoPy 2.2)."""
-    import DracoPy
-    return len(DracoPy.encode(np.zeros((1, 3), np.float32), quantization_bits=int(qbits),
-                              compression_level=level))
 
 
 def evaluate_draco(plain_model: str | Path, data: str | Path, qbits: Sequence[int] = DEFAULT_QBITS,
@@ -75,7 +44,7 @@ def evaluate_draco(plain_model: str | Path, data: str | Path, qbits: Sequence[in
     clouds = [preprocess(raw[i], points, seed, name=f"cloud {i}") for i in range(n)]
     sess = session(plain_model, threads)
     t0 = time.perf_counter()
-    plain_pred = classify(sess, clouds)
+    plain_pred = classify_clouds(sess, clouds)
     classify_ms = (time.perf_counter() - t0) * 1e3 / max(n, 1)
     settings = []
     for q in qbits:
@@ -86,7 +55,7 @@ def evaluate_draco(plain_model: str | Path, data: str | Path, qbits: Sequence[in
             d, nbytes[i], enc_ms[i], dec_ms[i] = draco_roundtrip(clouds[i], q, level)
             npts[i] = len(d)
             decoded.append(d)
-        pred = classify(sess, decoded)
+        pred = classify_clouds(sess, decoded)
         bits = 8 * nbytes
         overhead = 8 * fixed_overhead_bytes(q, level)
         settings.append({

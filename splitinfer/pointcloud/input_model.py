@@ -18,11 +18,14 @@ it is in the ``cloud`` extra).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from ..codec import Container, CorruptPayload, PayloadKind, check_model
 from ..registry import register_runtime
 from ..repository import ModelConfig
+from .draco import decode_draco, draco_point_count, encode_draco
 
 TASK = "pointcloud-input-classification"
 INPUT_KINDS = (PayloadKind.POINTCLOUD_RAW_F32, PayloadKind.POINTCLOUD_DRACO)
@@ -41,38 +44,14 @@ def pack_raw(points: np.ndarray, digest: str) -> bytes:
 def pack_draco(points: np.ndarray, digest: str, qbits: int, level: int = 10) -> bytes:
     """Points (N, 3) -> a kind-5 container holding one Draco buffer (``quantization_bits`` =
     qbits, ``compression_level`` = level)."""
-    import DracoPy
-    p = np.ascontiguousarray(points, dtype=np.float32)
-    if p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"expected points (N, 3), got {p.shape}")
-    data = DracoPy.encode(p, quantization_bits=int(qbits), compression_level=int(level))
-    return Container(digest, PayloadKind.POINTCLOUD_DRACO, p.shape, (bytes(data),)).pack()
+    data = encode_draco(points, qbits, level)
+    return Container(digest, PayloadKind.POINTCLOUD_DRACO, np.shape(points), (data,)).pack()
 
 
 # -- cloud: unpack ------------------------------------------------------------------------------------
 #: Largest coordinate magnitude accepted: the edge sends preprocessed clouds (centred, in the unit
 #: sphere), so anything far outside is not a cloud the model was trained on (and 3e38 overflows it).
 MAX_COORD = 1024.0
-DRACO_MAGIC = b"DRACO"
-_DRACO_POINT_CLOUD = 0          # encoder type of a Draco point-cloud buffer (1: a mesh)
-_DRACO_METADATA_FLAG = 0x8000   # header flag: a metadata block precedes the geometry
-
-
-def draco_point_count(data: bytes) -> int:
-    """The point count a Draco point-cloud buffer declares, read from its header without
-    decoding (magic "DRACO", version major.minor, encoder type, method, flags u16, then the
-    geometry's point count int32 for major version 2). Raises CorruptPayload for a buffer that
-    is not a metadata-free Draco 2.x point cloud."""
-    if len(data) < 15 or data[:5] != DRACO_MAGIC:
-        raise CorruptPayload("the payload is not a Draco buffer (no 'DRACO' header)")
-    major, encoder_type, flags = data[5], data[7], int.from_bytes(data[9:11], "little")
-    if major != 2:
-        raise CorruptPayload(f"Draco bitstream version {major}.{data[6]} is not accepted (2.x is)")
-    if encoder_type != _DRACO_POINT_CLOUD:
-        raise CorruptPayload(f"the Draco buffer is not a point cloud (encoder type {encoder_type})")
-    if flags & _DRACO_METADATA_FLAG:
-        raise CorruptPayload("Draco metadata is not accepted")
-    return int.from_bytes(data[11:15], "little", signed=True)
 
 
 def unpack_points(c: Container, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -98,12 +77,7 @@ def unpack_points(c: Container, max_points: int = MAX_POINTS) -> np.ndarray:
         declared = draco_point_count(data)
         if not 1 <= declared <= n:
             raise CorruptPayload(f"Draco header declares {declared} points, the container at most {n}")
-        import DracoPy
-        try:
-            mesh = DracoPy.decode(data)
-            pts = np.asarray(mesh.points, np.float32).reshape(-1, 3)
-        except Exception as e:  # DracoPy raises its own types on garbage
-            raise CorruptPayload(f"Draco payload rejected: {type(e).__name__}: {e}") from None
+        pts = decode_draco(data)
         if not 1 <= len(pts) <= n:
             raise CorruptPayload(f"Draco payload decodes to {len(pts)} points, header says at most {n}")
     if not np.isfinite(pts).all():
@@ -152,10 +126,25 @@ class InputClassificationModel:
         return self._classifier.run(None, {self._input: np.ascontiguousarray(points, np.float32)})[0]
 
 
+def classify_clouds(session, clouds: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:
+    """Predicted class of every cloud under a plain PointNet ONNX session; clouds of equal size
+    are batched together."""
+    pred = np.zeros(len(clouds), np.int64)
+    by_size: dict[int, list[int]] = {}
+    for i, c in enumerate(clouds):
+        by_size.setdefault(len(c), []).append(i)
+    name = session.get_inputs()[0].name
+    for idx in by_size.values():
+        for k in range(0, len(idx), batch):
+            part = idx[k:k + batch]
+            x = np.stack([clouds[i] for i in part]).astype(np.float32)
+            pred[part] = session.run(None, {name: x})[0].argmax(1)
+    return pred
+
+
 # -- packaging ---------------------------------------------------------------------------------------
 def measure_accuracy(onnx_path, data, points: int = 1024, limit: int | None = None) -> dict:
     """Raw-input (uncompressed) accuracy of a plain PointNet ONNX on a labelled npz."""
-    from ..baselines.draco import classify
     from ..onnx import session
     from .evaluate import load_labelled
     from .preprocess import preprocess
@@ -163,7 +152,7 @@ def measure_accuracy(onnx_path, data, points: int = 1024, limit: int | None = No
     if limit:
         raw, labels = raw[:limit], labels[:limit]
     clouds = [preprocess(c, points, 0, name=f"cloud {i}") for i, c in enumerate(raw)]
-    pred = classify(session(onnx_path), clouds)
+    pred = classify_clouds(session(onnx_path), clouds)
     return {"test_accuracy": float((pred == labels).mean()), "count": int(len(labels)),
             "measured_with": f"scripts/make_plain_model.py --data {data} (preprocess(cloud, {points}, "
                              f"seed=0), raw float32 points, onnxruntime)"}
