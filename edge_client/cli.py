@@ -231,7 +231,7 @@ def make_controller(client, family: str, budget_ms: float, **params):
     """A RateController over ``family`` with the encode times measured here (warms the encoders)."""
     from splitinfer.repository import ModelRepository
 
-    from .adaptive import RateController, candidate_from_config, resolve_family
+    from .rate_control import RateController, candidate_from_config, resolve_family
     repo = ModelRepository(client.models_dir)
     configs = resolve_family(repo, family)
     enc = client.warm_up([c.name for c in configs])

@@ -196,7 +196,7 @@ class StreamSession:
                 req.seq = frame.seq             # implicit otherwise: the previous seq + 1
             last = frame.seq
             if self.controller is not None and first:
-                from .adaptive import request_wire_bytes
+                from .rate_control import request_wire_bytes
                 self.controller.on_send(frame.seq, frame.t_send, use, request_wire_bytes(len(frame.payload)))
             yield req
 
@@ -225,7 +225,7 @@ class StreamSession:
                                               self.client.classes(model)))
             self.cond.notify_all()
         if self.controller is not None:
-            from .adaptive import response_wire_bytes
+            from .rate_control import response_wire_bytes
             tm = resp.timings
             self.controller.on_ack(resp.seq, now, tm.decode_ms + tm.queue_ms + tm.inference_ms,
                                    response_wire_bytes(resp.ByteSize()))

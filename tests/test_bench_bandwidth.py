@@ -55,7 +55,7 @@ def test_drain_filler_is_exactly_the_bucket(burst):
 
 
 def test_auto_stream_settings_separate_the_rate_points(tmp_path):
-    from edge_client.adaptive import resolve_family
+    from edge_client.rate_control import resolve_family
     from splitinfer.repository import ModelRepository
     repo = ModelRepository(input_model_repo(tmp_path / "m"))
     try:
@@ -113,7 +113,7 @@ def test_tiny_run_over_the_relay(tmp_path):
         assert s["lost"] == 0 and s["failed"] == 0 and s["frames"] == s["scheduled"] > 10
     assert Path(r["adaptive_plot"]).stat().st_size < 300_000
     trace = json.loads(Path(ad["trace_file"]).read_text())
-    from edge_client.adaptive import Candidate, replay
+    from edge_client.rate_control import Candidate, replay
     got = replay(trace["trace"], [Candidate(**c) for c in trace["candidates"]], trace["budget_ms"])
     assert [d.model for d in got] == [d["model"] for d in trace["decisions"]]
     text = report(r)

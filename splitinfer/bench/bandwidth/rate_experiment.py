@@ -38,14 +38,14 @@ def run_adaptive(worker: WorkerProcess, link: Link, family: str, budget_ms: floa
     """Both runs under the schedule (the frame interval and budget from ``auto_stream_settings``
     unless given, calibrated by two short streams when the interval is not), their summaries and
     the bar: the adaptive client within the budget for most frames, the fixed one not, none lost."""
-    from edge_client.adaptive import resolve_family
+    from edge_client.rate_control import resolve_family
     from splitinfer.repository import ModelRepository
     repo = ModelRepository(worker.models_dir)
     configs = resolve_family(repo, family)
     fixed = fixed or max(configs, key=lambda c: (accuracy_of(c) or 0, bits_of(c) or 0)).name
     auto = auto_stream_settings(configs, schedule)
     if interval_ms is None:   # calibrate: uplink bytes per frame of the extreme rate points, streaming
-        from edge_client.adaptive import candidate_from_config
+        from edge_client.rate_control import candidate_from_config
         by_size = sorted(configs, key=lambda c: candidate_from_config(c).payload_bytes)
         measured = {}
         for c in (by_size[0], by_size[-1]):
@@ -126,7 +126,7 @@ def auto_stream_settings(configs, schedule, ack_bytes: float = 66.0, measured: d
     spare; the budget is 2.5 intervals (rounded up to 5 ms). Both are reported; --interval-ms
     and --latency-budget override them.
     """
-    from edge_client.adaptive import candidate_from_config
+    from edge_client.rate_control import candidate_from_config
     low = min(r for r, _ in schedule)
     sid = "a" + "0" * 8
     wires = sorted(candidate_from_config(c).request_bytes(sid) + ack_bytes for c in configs)

@@ -67,7 +67,7 @@ def run_bench(mode: str = "short", link_kind: str = "auto", shape: str = "uplink
     pipelines = plan_pipelines(repo, plain, qbits, sizes)
     served = sorted({p["model"] for p in pipelines if p["kind"] != "edge"})
     if adaptive:
-        from edge_client.adaptive import resolve_family
+        from edge_client.rate_control import resolve_family
         served = sorted(set(served) | {c.name for c in resolve_family(repo, family)})
     result: dict = {
         "benchmark": "bandwidth", "mode": mode, "data": _shown(data), "limit": limit,

@@ -1,4 +1,4 @@
-"""The bandwidth-adaptive rate controller (edge_client/adaptive.py): its decisions on recorded
+"""The bandwidth-adaptive rate controller (edge_client/rate_control.py): its decisions on recorded
 traces (replay is exact), on open-loop traces (what it learns from acks) and closed loop on a
 simulated link whose rate drops and recovers."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_client.adaptive import (Candidate, RateController, candidate_from_config, replay,
+from edge_client.rate_control import (Candidate, RateController, candidate_from_config, replay,
                                   request_wire_bytes, resolve_family, response_wire_bytes)
 
 DATA = Path(__file__).resolve().parent / "data"
