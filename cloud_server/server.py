@@ -64,7 +64,7 @@ from splitinfer.repository import ModelError, ModelRepository
 from .auth import TokenAuthInterceptor
 from .batcher import DynamicBatcher, Expired, NonFiniteOutput, QueueFull, Stopped
 from .ledger import Conflict, Ledger
-from .metrics import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, Metrics
+from .telemetry import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, Metrics
 from .validation import unknown_model
 
 log = logging.getLogger("splitinfer.serve")

@@ -205,7 +205,7 @@ class Supervisor:
         from prometheus_client import CollectorRegistry
         from prometheus_client import multiprocess
 
-        from .metrics import DEFAULT_METRICS_HOST, MetricsEndpoint
+        from .telemetry import DEFAULT_METRICS_HOST, MetricsEndpoint
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # inherited by the workers
         first = self._spawn(0)
         self._wait_ready([first])          # resolves the port when --port 0

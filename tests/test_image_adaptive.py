@@ -17,7 +17,7 @@ import pytest
 from splitinfer.codec import CdfTables, Container, CorruptPayload, decode_grid, encode_grid
 from splitinfer.image.adaptive import histogram, tables_from_p_hat
 from splitinfer.image.data import image_files, load_rgb
-from splitinfer.image.histogram_baseline import decode_histograms, encode_histograms
+from splitinfer.baselines.histogram import decode_histograms, encode_histograms
 
 IMAGES = Path(__file__).resolve().parents[1] / "splitinfer" / "data" / "images"
 NAME = "image-tiny-q1"

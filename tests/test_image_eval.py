@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitinfer.image import baselines
+from splitinfer.baselines import image_codecs as baselines
 from splitinfer.image.data import load_rgb
-from splitinfer.image.metrics import (_filter_valid, gaussian_window, min_side, ms_ssim, ms_ssim_db,
+from splitinfer.metrics.image_quality import (_filter_valid, gaussian_window, min_side, ms_ssim, ms_ssim_db,
                                       psnr, ssim, ssim_terms)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,11 +5,12 @@ Layers, bottom to top (a module may import its own layer and the layers below):
 1. core: ``splitinfer`` (the package itself), ``splitinfer.codec``, ``splitinfer.metrics``,
    ``splitinfer.registry``, ``splitinfer.data``, ``splitinfer.proto``, ``splitinfer.onnx``,
    ``splitinfer.errors``
-2. runtime (torch-free, what the edge, the cloud and the sidecar run): ``splitinfer.repository``,
-   ``splitinfer.pointcloud``, ``splitinfer.image``, ``splitinfer.sidecar``,
+2. runtime (torch-free, what the edge, the cloud and the sidecar run, and the non-learned
+   codecs their evaluations compare against): ``splitinfer.repository``, ``splitinfer.pointcloud``,
+   ``splitinfer.image``, ``splitinfer.baselines``, ``splitinfer.sidecar``,
    ``cloud_server``, ``edge_client``
-3. experiments and tools: ``splitinfer.nn``, ``splitinfer.training``, ``splitinfer.baselines``,
-   ``splitinfer.bench``, ``splitinfer.plots``, ``splitinfer.motion``
+3. experiments and tools: ``splitinfer.nn``, ``splitinfer.training``, ``splitinfer.bench``,
+   ``splitinfer.plots``, ``splitinfer.motion``
 4. entry points: ``splitinfer.cli``, ``splitinfer.demo``, ``splitinfer.__main__``
 """
 import ast
@@ -24,10 +25,10 @@ PACKAGES = ("splitinfer", "cloud_server", "edge_client")
 LAYERS = [
     ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.registry", "splitinfer.data",
      "splitinfer.proto", "splitinfer.onnx", "splitinfer.tokens", "splitinfer.errors"),
-    ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.sidecar",
-     "cloud_server", "edge_client"),
-    ("splitinfer.nn", "splitinfer.training", "splitinfer.baselines", "splitinfer.bench",
-     "splitinfer.plots", "splitinfer.motion"),
+    ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.baselines",
+     "splitinfer.sidecar", "cloud_server", "edge_client"),
+    ("splitinfer.nn", "splitinfer.training", "splitinfer.bench", "splitinfer.plots",
+     "splitinfer.motion"),
     ("splitinfer.cli", "splitinfer.demo", "splitinfer.__main__"),
 ]
 # Known exceptions (importer, imported), each with its reason and removed by the change that fixes it.

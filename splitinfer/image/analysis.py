@@ -8,7 +8,7 @@
 * ``ideal``: y coded with tables built from the image's exact per-channel histogram, side
   information free (the bound of Ulhaq & Bajić, ICIP 2024);
 * ``nonlearned``: the quantized histograms sent directly (``nonlearned_side``,
-  :mod:`splitinfer.image.histogram_baseline`) + y coded with the tables rebuilt from them.
+  :mod:`splitinfer.baselines.histogram`) + y coded with the tables rebuilt from them.
 
 Byte counts are payload bytes (the container's fixed framing, the same for every variant but
 5 bytes per extra payload, is left out). It also returns the C x B heatmaps of -log2 p
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import CdfTables, decode_grid, encode_grid
-from . import histogram_baseline
+from ..baselines import histogram as nonlearned
 
 __all__ = ["analyze", "ideal_tables", "window_bits"]
 
@@ -90,8 +90,8 @@ def analyze(codec, rgb: np.ndarray, nonlearned_step: float | None = None,
     static_y = encode_grid(flat, codec.tables)
     ideal_t = ideal_tables(flat)
     ideal_y = encode_grid(flat, ideal_t)
-    step = histogram_baseline.DEFAULT_STEP if nonlearned_step is None else nonlearned_step
-    nl_side, nl_tables = histogram_baseline.encode_histograms(flat, centres, step, codec.tables)
+    step = nonlearned.DEFAULT_STEP if nonlearned_step is None else nonlearned_step
+    nl_side, nl_tables = nonlearned.encode_histograms(flat, centres, step, codec.tables)
     nl_y = encode_grid(flat, nl_tables)
     if ad is not None:
         side, ad_tables = ad.side_information(flat)
@@ -100,7 +100,7 @@ def analyze(codec, rgb: np.ndarray, nonlearned_step: float | None = None,
         for data, tables in ((static_y, codec.tables), (ideal_y, ideal_t), (nl_y, nl_tables)):
             if not np.array_equal(decode_grid(data, tables, n), flat):
                 raise AssertionError("a variant did not decode exactly")
-        if histogram_baseline.decode_histograms(nl_side, centres, n, step, codec.tables) != nl_tables:
+        if nonlearned.decode_histograms(nl_side, centres, n, step, codec.tables) != nl_tables:
             raise AssertionError("non-learned side information did not decode to its tables")
         if ad is not None:
             t2 = ad.tables_from_side_information(side)

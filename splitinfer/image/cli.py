@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .baselines import CODECS, DEFAULT_QUALITIES
+from ..baselines.image_codecs import CODECS, DEFAULT_QUALITIES
 
 
 def _subparsers(p) -> argparse._SubParsersAction:

@@ -9,7 +9,7 @@ distributions (side information q + y) when the model ships them. Rates are meas
 - ``container_bytes``: the whole SPLT container (header included): ``bpp_container``;
 - ``side_bytes``: the adaptive side information q alone.
 
-PSNR / MS-SSIM (:mod:`splitinfer.image.metrics`) compare the decoded image with the original; the
+PSNR / MS-SSIM (:mod:`splitinfer.metrics.image_quality`) compare the decoded image with the original; the
 adaptive path decodes the same y_hat, which is checked (``adaptive_decoded_matches_static``).
 ``roundtrip_exact``: the symbols unpacked from the bytes equal ``analysis(image)``.
 ``encode_ms`` times ``compress`` and ``decode_ms`` times ``decompress`` (time.perf_counter, after
@@ -17,7 +17,7 @@ one untimed warm-up that loads the ONNX sessions); medians over images are repor
 When :mod:`splitinfer.image.analysis` is importable and the model has an adaptive part, its
 ``analyze`` rates (static / adaptive / ideal / non-learned) are attached per image and averaged.
 
-Baselines (:func:`evaluate_baseline`): JPEG / WebP through Pillow, see :mod:`.baselines`.
+Baselines (:func:`evaluate_baseline`): JPEG / WebP through Pillow, see :mod:`splitinfer.baselines.image_codecs`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from ..codec import Container
 from .data import image_files, load_rgb
-from .metrics import ms_ssim, psnr
+from ..metrics.image_quality import ms_ssim, psnr
 
 RATE_KEYS = ("static", "adaptive", "adaptive_side", "ideal", "nonlearned", "nonlearned_side")
 
@@ -216,13 +216,13 @@ def evaluate_baseline(codec_name: str, qualities: Sequence[int] | None, data: st
     from PIL import features
     from tqdm import tqdm
 
-    from . import baselines
-    codec = baselines._check_codec(codec_name)
-    qs = [int(q) for q in (qualities or baselines.DEFAULT_QUALITIES[codec])]
+    from ..baselines import image_codecs
+    codec = image_codecs._check_codec(codec_name)
+    qs = [int(q) for q in (qualities or image_codecs.DEFAULT_QUALITIES[codec])]
     files = _images(data, limit)
     rows = []
     for f in tqdm(files, desc=codec, disable=not progress, leave=False):
-        rows += baselines.sweep([(f.name, load_rgb(f))], codec, qs, with_ms_ssim)
+        rows += image_codecs.sweep([(f.name, load_rgb(f))], codec, qs, with_ms_ssim)
     points = []
     for q in qs:
         rs = [r for r in rows if r["quality"] == q]
@@ -235,7 +235,7 @@ def evaluate_baseline(codec_name: str, qualities: Sequence[int] | None, data: st
     lib = "jpg" if codec == "jpeg" else "webp"
     return {"kind": "image-baseline", "codec": codec, "data": str(data), "count": len(files),
             "qualities": qs,
-            "settings": {**baselines.SETTINGS[codec], "pillow": pillow,
+            "settings": {**image_codecs.SETTINGS[codec], "pillow": pillow,
                          "library_version": features.version(lib),
                          "libjpeg_turbo": bool(features.check_feature("libjpeg_turbo"))
                          if codec == "jpeg" else None},

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import plots
+from ..plots import motion as plots
 from .extractors import ARCHS, DEFAULT_LAYERS, PROFILE_LAYERS, ROLES, build_extractor
 from .images import default_data_dir, default_video_dir, list_images, load_image, make_canvas
 from .metrics import nrmse_to_psnr

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__ as VERSION
 from ..repository import ModelRepository
-from .metrics import Metrics
+from .telemetry import Metrics
 from .routers import health, images, models
 from .schemas import ErrorBody, ErrorDetail
 from . import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES

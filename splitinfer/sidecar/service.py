@@ -22,7 +22,7 @@ import numpy as np
 from ..codec import BitstreamError, Container, UnknownModel
 from ..repository import ModelConfig, ModelRepository
 from . import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
-from .metrics import Metrics
+from .telemetry import Metrics
 
 log = logging.getLogger("splitinfer.sidecar")
 

@@ -9,7 +9,7 @@ Settings (Pillow defaults unless stated; recorded in every result as ``settings`
   alpha, no metadata; the rate counts the whole RIFF file.
 
 Rates are ``8 * len(file bytes) / (H * W)`` bits per pixel; PSNR and MS-SSIM from
-:mod:`splitinfer.image.metrics` on the decoded RGB.
+:mod:`splitinfer.metrics.image_quality` on the decoded RGB.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .metrics import ms_ssim, psnr
+from ..metrics.image_quality import ms_ssim, psnr
 
 CODECS = ("jpeg", "webp")
 # Qualities whose mean Kodak rate spans about 0.1 (WebP) / 0.18 (JPEG) to 3 bpp. JPEG cannot go
