@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .figure import pyplot, save_figure
+
 GREY = "0.72"
 SIZE_COLORS = {"full": "#d62728", "lite": "#ff7f0e", "micro": "#2ca02c"}
 
@@ -43,9 +45,7 @@ def plot_critical_points(clouds: Sequence[np.ndarray], labels: Sequence[str],
                          subtitles: Mapping[str, str] | None = None, dpi: int = 80) -> Path:
     """Grid: one row per cloud, one column per model size; the cloud in grey, its critical points
     (``critical[size][row]``: per-channel argmax indices) highlighted."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = list(critical)
     rows, cols = len(clouds), len(sizes)
@@ -59,7 +59,7 @@ def plot_critical_points(clouds: Sequence[np.ndarray], labels: Sequence[str],
             ax.scatter(*_xyz(cloud[idx]), s=16 if len(idx) < 64 else 5, c=SIZE_COLORS.get(size, "C3"),
                        linewidths=0, depthshade=False)
             ax.set_title(f"{label}: {size}\n{len(idx)} critical points ({channels} channels)", fontsize=8)
-    return _save(fig, "Critical points (argmax point of each encoder channel) on ModelNet40 test clouds",
+    return save_figure(fig, "Critical points (argmax point of each encoder channel) on ModelNet40 test clouds",
                  subtitles, path, dpi)
 
 
@@ -68,9 +68,7 @@ def plot_reconstructions(clouds: Sequence[np.ndarray], labels: Sequence[str],
                          chamfer: Mapping[str, Sequence[float]] | None = None,
                          subtitles: Mapping[str, str] | None = None, dpi: int = 80) -> Path:
     """Grid: one row per cloud; the input, then each size's reconstruction from y_hat."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = list(recons)
     rows, cols = len(clouds), len(sizes) + 1
@@ -85,17 +83,4 @@ def plot_reconstructions(clouds: Sequence[np.ndarray], labels: Sequence[str],
             ax.scatter(*_xyz(r), s=1.5, c=SIZE_COLORS.get(size, "C0"), linewidths=0, depthshade=False)
             cd = f"\nChamfer {chamfer[size][i]:.4f}" if chamfer else ""
             ax.set_title(f"{size} from y_hat{cd}", fontsize=8)
-    return _save(fig, "Reconstruction from the transmitted y_hat (visualisation only)", subtitles, path, dpi)
-
-
-def _save(fig, title: str, subtitles: Mapping[str, str] | None, path: str | Path, dpi: int) -> Path:
-    """Title (with an optional line of subtitles), tight layout, write the PNG, close the figure."""
-    import matplotlib.pyplot as plt
-    sub = "" if not subtitles else "; ".join(f"{k}: {v}" for k, v in subtitles.items())
-    fig.suptitle(title + (f"\n{sub}" if sub else ""), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, "Reconstruction from the transmitted y_hat (visualisation only)", subtitles, path, dpi)

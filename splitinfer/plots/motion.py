@@ -5,16 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .figure import pyplot
+
 __all__ = ["plot_sweeps", "plot_random_hist", "plot_profile", "plot_video"]
 
 _DPI = 90
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _label(name: str, strides: dict[str, float] | None) -> str:
@@ -25,7 +20,7 @@ def plot_sweeps(sweeps: dict, layers: list[str], path: str | Path, title: str = 
                 strides: dict[str, float] | None = None) -> Path:
     """2x2 panels (translation, rotation, scale, shear): mean NRMSE over images of the warped
     prediction (solid) and of the zero-motion prediction (dotted, same colour)."""
-    plt = _plt()
+    plt = pyplot()
     names = list(sweeps)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     xlabels = {"translation": "horizontal translation (px)", "rotation": "rotation (deg)",
@@ -56,7 +51,7 @@ def plot_sweeps(sweeps: dict, layers: list[str], path: str | Path, title: str = 
 def plot_random_hist(random: dict, layers: list[str], path: str | Path, title: str = "",
                      strides: dict[str, float] | None = None) -> Path:
     """Histogram of the random-affine NRMSE per layer, means as vertical lines."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
     vals = {n: np.asarray(random["layers"][n]["values"], dtype=float) for n in layers}
     vals = {n: v[np.isfinite(v)] for n, v in vals.items()}
@@ -83,7 +78,7 @@ def plot_profile(random: dict, layers: list[str], strides: dict[str, float], pat
                  video: dict | None = None, highlight: list[str] | None = None, title: str = "") -> Path:
     """Mean NRMSE per layer, in network order: random affine (warped vs zero-motion) and, when
     given, the video (flow-warped vs zero-motion)."""
-    plt = _plt()
+    plt = pyplot()
     rows = 2 if video else 1
     fig, axes = plt.subplots(rows, 1, figsize=(11, 3.6 * rows), squeeze=False)
     x = np.arange(len(layers))
@@ -126,7 +121,7 @@ def plot_video(videos: list[dict], layers: list[str], path: str | Path, title: s
                strides: dict[str, float] | None = None) -> Path:
     """Per frame pair NRMSE of the flow-warped, affine-warped and zero-motion predictions; one
     column per layer, one row per frame gap."""
-    plt = _plt()
+    plt = pyplot()
     cols = len(layers) + 1
     fig, axes = plt.subplots(len(videos), cols, figsize=(3.2 * cols, 2.8 * len(videos)), squeeze=False)
     for r, v in enumerate(videos):
