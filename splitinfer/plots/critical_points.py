@@ -1,5 +1,5 @@
 """Pictures of what the edge encoder keeps (numpy + matplotlib; the torch parts live in
-``scripts/make_pointcloud_pictures.py``).
+:mod:`splitinfer.training.reconstruction`).
 
 - critical points: the argmax point of every channel of g_a before max pooling, i.e. the points
   that alone determine y (at most C of them: 1024 / 32 / 16 for full / lite / micro);
