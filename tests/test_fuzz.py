@@ -6,7 +6,6 @@ out-of-range probability, no 5xx, and server memory growth within a fixed budget
 Bounded: a few thousand cases, deterministic for a seed (SPLITINFER_FUZZ_SEED, default 0)."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import math
 import os
@@ -195,16 +194,14 @@ def test_fuzz_classify_and_stream(grpc_server):
 pytest.importorskip("fastapi")
 from image_fixtures import SAMPLE_IMAGES, image_repo  # noqa: E402,F401
 
+from splitinfer.sidecar.process import SidecarProcess  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def sidecar(image_repo, tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("sidecar_screenshot",
-                                                  ROOT / "scripts" / "sidecar_screenshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     tmp = tmp_path_factory.mktemp("fuzz-sidecar")
-    proc = module.SidecarProcess(image_repo, extra=["--max-upload-mb", "1", "--max-pixels", str(256 * 192)],
-                                 log=tmp / "sidecar.log")
+    proc = SidecarProcess(image_repo, extra=["--max-upload-mb", "1", "--max-pixels", str(256 * 192)],
+                          log=tmp / "sidecar.log")
     with proc:
         yield proc
 

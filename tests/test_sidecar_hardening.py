@@ -5,7 +5,6 @@ startup failures as one error line."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import os
 import socket
@@ -27,19 +26,12 @@ from PIL import Image  # noqa: E402
 from splitinfer.codec import Container, PayloadKind  # noqa: E402
 from splitinfer.repository import ModelRepository  # noqa: E402
 from splitinfer.sidecar.app import create_app  # noqa: E402
+from splitinfer.sidecar.process import SidecarProcess  # noqa: E402
 from splitinfer.sidecar.service import ApiError, Sidecar  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_PIXELS = 256 * 192
 IMAGE_MODEL = "image-factorized-q1"  # a shipped codec: real memory and time per pixel
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("sidecar_screenshot",
-                                                  ROOT / "scripts" / "sidecar_screenshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def png(h: int, w: int) -> bytes:
@@ -142,8 +134,8 @@ def _sidecar_process(tmp_path_factory, extra):
     repo = tmp_path_factory.mktemp("images")
     (repo / IMAGE_MODEL).symlink_to(cfg.parent.parent)
     tmp = tmp_path_factory.mktemp("sidecar")
-    return _script().SidecarProcess(repo, extra=["--max-pixels", str(1024 * 1024), "--concurrency", "1",
-                                                 *extra], log=tmp / "sidecar.log")
+    return SidecarProcess(repo, extra=["--max-pixels", str(1024 * 1024), "--concurrency", "1", *extra],
+                          log=tmp / "sidecar.log")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ schemathesis fuzzes its OpenAPI schema (no server errors, responses as documente
 Chromium drives its web page end to end."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,19 +17,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 from image_fixtures import ADAPTIVE_MODEL, SAMPLE_IMAGES, image_repo  # noqa: E402,F401
 
+from splitinfer.plots.sidecar_page import drive  # noqa: E402
+from splitinfer.sidecar.process import SidecarProcess  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("sidecar_screenshot",
-                                                  ROOT / "scripts" / "sidecar_screenshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-screenshot = _script()
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +31,8 @@ def server(image_repo, tmp_path_factory):
     """The sidecar process, with a ``torch`` that refuses to import first on its path."""
     from service_utils import torch_blocker
     tmp = tmp_path_factory.mktemp("sidecar")
-    proc = screenshot.SidecarProcess(image_repo, extra=["--max-upload-mb", "1", "--max-pixels",
-                                                        "1000000"], log=tmp / "sidecar.log",
-                                     pythonpath=[torch_blocker(tmp / "blocker")])
+    proc = SidecarProcess(image_repo, extra=["--max-upload-mb", "1", "--max-pixels", "1000000"],
+                          log=tmp / "sidecar.log", pythonpath=[torch_blocker(tmp / "blocker")])
     with proc:
         yield proc
     assert proc.returncode == 0, proc.log()   # SIGTERM: a clean shutdown
@@ -81,7 +73,7 @@ def test_page_in_headless_chromium(server, tmp_path):
 
     image = SAMPLE_IMAGES[0]
     out = tmp_path / "sidecar_page.png"
-    shown = screenshot.drive(server.url, image, out, chromium=str(CHROMIUM))
+    shown = drive(server.url, image, out, chromium=str(CHROMIUM))
     assert not [e for e in shown["errors"] if e.startswith("page error")], shown["errors"]
     assert shown["state"] == "done" and shown["analysis"] == "done", shown
     assert (shown["recon_width"], shown["recon_height"]) == (256, 192)
@@ -105,6 +97,6 @@ def test_page_shows_api_errors(server, tmp_path):
     pytest.importorskip("playwright")
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image\n")
-    shown = screenshot.drive(server.url, bogus, None, chromium=str(CHROMIUM))
+    shown = drive(server.url, bogus, None, chromium=str(CHROMIUM))
     assert shown["state"] == "error" and shown["analysis"] == "skipped"
     assert "415 NotAnImage" in shown["status"] and shown["bpp"] == "–"
