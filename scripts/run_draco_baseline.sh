@@ -50,30 +50,7 @@ nice -n 10 "$PY" -m splitinfer.cli train pointcloud --size "$SIZE" --points 1024
   --warm-start "$TRUNK/best.pt" --freeze-encoder --feature-cache "$CACHE" --epochs "$EPOCHS" \
   --out "$RUN" --threads 1 --data "$DATA" 2>&1 | grep --line-buffered -v "it/s" | tee -a "$RUN/run.log"
 
-nice -n 10 "$PY" - "$RUN/best.pt" "$OUT_ONNX" "$TRUNK/best.pt" <<'PYEOF'
-import json, sys
-from pathlib import Path
-import torch
-torch.set_num_threads(1)
-from splitinfer.repository import sha256
-from splitinfer.training.export import export_plain
-ckpt, onnx_path, trunk = sys.argv[1:]
-path = export_plain(ckpt, onnx_path)
-state = torch.load(ckpt, map_location="cpu", weights_only=False)
-log = [json.loads(l) for l in open(Path(ckpt).parent / "log.jsonl")]
-best = min(log, key=lambda r: r["val_loss"])
-meta = {"name": path.stem, "file": path.name, "sha256": sha256(path),
-        "what": "plain PointNet (no T-nets): the frozen encoder trunk of " + trunk
-                + " (pointwise convs, max pool, gain) and the codec's classifier head retrained "
-                  "on unquantized features (no entropy model, no rate term)",
-        "input": "points float32 (B, N, 3), preprocessed (unit sphere); output logits (B, 40)",
-        "size": state["config"]["size"], "points": state["config"]["points"],
-        "training": {"epochs_run": log[-1]["epoch"], "best_epoch": best["epoch"],
-                     "val_accuracy": best["val_accuracy"], "wall_time_s": log[-1]["wall_s"],
-                     "recipe": "train pointcloud --plain --lmbda 1 --freeze-encoder --warm-start " + trunk}}
-path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
-print(json.dumps(meta, indent=1))
-PYEOF
+nice -n 10 "$PY" -m splitinfer.training.plain "$RUN/best.pt" "$OUT_ONNX" "$TRUNK/best.pt"
 
 if [[ "$SIZE" == full ]]; then   # the shipped cloud-only model: models/plain-pointnet-p1024/1/
   "$PY" scripts/make_plain_model.py --onnx "$OUT_ONNX" --draco-json ""
