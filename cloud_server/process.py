@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from splitinfer.process import stop as stop_process
 
 __all__ = ["ServerProcess"]
 
@@ -61,13 +62,7 @@ class ServerProcess:
         return self.log_path.read_text()[-4000:]
 
     def stop(self, timeout_s: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)
         self._log.close()
         self.tmp.cleanup()
         return self.proc.returncode

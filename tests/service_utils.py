@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sys
 import urllib.request
 from functools import lru_cache
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from splitinfer.process import free_port  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"
@@ -23,12 +24,6 @@ def model_name(size: str = "micro") -> str:
     if not chosen:
         pytest.skip(f"no shipped {size} model in the repository")
     return chosen[0].name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torch_blocker(directory: Path) -> Path:

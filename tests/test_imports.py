@@ -3,8 +3,8 @@ included): no import circles, and no upward imports across the layers below.
 
 Layers, bottom to top (a module may import its own layer and the layers below):
 1. core: ``splitinfer`` (the package itself), ``splitinfer.codec``, ``splitinfer.metrics``,
-   ``splitinfer.registry``, ``splitinfer.data``, ``splitinfer.proto``, ``splitinfer.onnx``,
-   ``splitinfer.errors``
+   ``splitinfer.registry``, ``splitinfer.process``, ``splitinfer.data``, ``splitinfer.proto``,
+   ``splitinfer.onnx``, ``splitinfer.errors``
 2. runtime (torch-free, what the edge, the cloud and the sidecar run, and the non-learned
    codecs their evaluations compare against): ``splitinfer.repository``, ``splitinfer.pointcloud``,
    ``splitinfer.image``, ``splitinfer.baselines``, ``splitinfer.sidecar``,
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("splitinfer", "cloud_server", "edge_client")
 LAYERS = [
-    ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.registry", "splitinfer.data",
-     "splitinfer.proto", "splitinfer.onnx", "splitinfer.tokens", "splitinfer.errors"),
+    ("splitinfer", "splitinfer.codec", "splitinfer.metrics", "splitinfer.registry",
+     "splitinfer.process", "splitinfer.data", "splitinfer.proto", "splitinfer.onnx",
+     "splitinfer.tokens", "splitinfer.errors"),
     ("splitinfer.repository", "splitinfer.pointcloud", "splitinfer.image", "splitinfer.baselines",
      "splitinfer.sidecar", "cloud_server", "edge_client"),
     ("splitinfer.nn", "splitinfer.training", "splitinfer.bench", "splitinfer.plots",

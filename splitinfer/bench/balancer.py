@@ -17,12 +17,14 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from ..process import free_port
+from ..process import stop as stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "docker" / "haproxy.cfg"
@@ -30,12 +32,6 @@ HAPROXY_CFG = ROOT / "docker" / "haproxy.cfg"
 
 class BalancerError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def local_config(replicas: list[str], port: int, stats_port: int, host: str = "127.0.0.1",
@@ -121,13 +117,7 @@ class Balancer:
         return self.log_path.read_text()[-4000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self._log.close()
         self.tmp.cleanup()
 

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..process import stop as stop_process
+
 TARGET_BATCHING_RATIO = 3.0   # batching / no batching throughput at 64 streams
 TARGET_ECHO_RATIO = 1.5       # our unary p50 / bare echo p50 at 1 stream
 TARGET_STREAM_FRACTION = 0.5  # our clouds/s / the streaming echo's messages/s at the most streams
@@ -267,13 +269,7 @@ class EchoProcess:
         self.metrics_port = None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.tmp.cleanup()
 
     def __enter__(self):

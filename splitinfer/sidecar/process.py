@@ -3,7 +3,6 @@ screenshot (``python -m splitinfer.sidecar``, ready when /readyz answers 200).""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,15 +10,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..process import free_port
+from ..process import stop as stop_process
+
 __all__ = ["SidecarProcess"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SidecarProcess:
@@ -28,7 +24,7 @@ class SidecarProcess:
 
     def __init__(self, models: str | Path, extra: list[str] | None = None, log: Path | None = None,
                  ready_timeout: float = 90.0, pythonpath: list[str | Path] = ()):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.models, self.extra, self.ready_timeout = str(models), list(extra or []), ready_timeout
         self.log_path = Path(log) if log else None
@@ -63,12 +59,7 @@ class SidecarProcess:
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.returncode is None:
-            self.proc.terminate()
-            try:
-                self.returncode = self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.returncode = self.proc.wait()
+            self.returncode = stop_process(self.proc, 30)
         self._close_log()
 
     def _close_log(self) -> None:
