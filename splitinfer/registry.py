@@ -1,4 +1,4 @@
-"""Which runtime class serves which model task.
+"""Which runtime class serves which model task, and what every runtime shares (:class:`Runtime`).
 
 A runtime module registers its class at import (``register_runtime(task, cls)``); the model
 repository asks ``runtime_for(cfg.task)`` and so imports no runtime itself. ``PROVIDERS`` names
@@ -17,6 +17,24 @@ PROVIDERS = {
     "image-compression": "splitinfer.image.codec",
 }
 _RUNTIMES: dict[str, Callable] = {}
+
+
+class Runtime:
+    """A loaded model version: its repository config (``ModelConfig``), name and digest, and the
+    onnxruntime threads its sessions use."""
+
+    def __init__(self, config, threads: int = 1):
+        self.config = config
+        self.threads = threads
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def digest(self) -> str:
+        """The model's digest (``ModelConfig.digest``); containers carry its first 8 bytes."""
+        return self.config.digest
 
 
 def register_runtime(task: str, factory: Callable) -> Callable:

@@ -14,7 +14,7 @@ from onnxruntime import InferenceSession
 from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, UnknownModel, check_model,
                      decode_grid, encode_grid)
 from ..onnx import session
-from ..registry import register_runtime
+from ..registry import Runtime, register_runtime
 from ..repository import ModelConfig, load_tables
 
 #: Largest image (pixels) the codec accepts; the sidecar applies its own, smaller limit.
@@ -35,12 +35,11 @@ def check_image(rgb) -> np.ndarray:
     return a
 
 
-class ImageCodec:
+class ImageCodec(Runtime):
     """One shipped image codec (a quality level). Sessions are created lazily."""
 
     def __init__(self, config: ModelConfig, threads: int = 1):
-        self.config = config
-        self.threads = threads
+        super().__init__(config, threads)
         self.tables: CdfTables = load_tables(config)
         self.channels: int = int(config.raw["M"])
         self.factor: int = int(config.raw.get("downsampling", 16))
@@ -49,14 +48,6 @@ class ImageCodec:
         self._adaptive = None
         #: onnxruntime RunOptions of g_a / g_s runs (a server sets arena shrinkage here)
         self.run_options = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def digest(self) -> str:
-        return self.config.digest
 
     @property
     def adaptive(self):

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..codec import Container, CorruptPayload, PayloadKind, check_model
-from ..registry import register_runtime
+from ..registry import Runtime, register_runtime
 from ..repository import ModelConfig
 from .draco import decode_draco, draco_point_count, encode_draco
 
@@ -88,26 +88,17 @@ def unpack_points(c: Container, max_points: int = MAX_POINTS) -> np.ndarray:
     return pts
 
 
-class InputClassificationModel:
+class InputClassificationModel(Runtime):
     """A plain PointNet served for cloud-only inputs (raw or Draco points)."""
 
     task = TASK
 
     def __init__(self, config: ModelConfig, threads: int = 1):
-        self.config = config
-        self.threads = threads
+        super().__init__(config, threads)
         self.classes: list[str] = list(config.raw["classes"])
         self.points: int = int(config.raw.get("points") or 1024)
         self.channels: int = 0           # no latent: the input is the cloud itself
         self._classifier = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def digest(self) -> str:
-        return self.config.digest
 
     def decode(self, data: bytes) -> np.ndarray:
         """Container bytes -> points (M, 3) float32. Raises a BitstreamError subclass."""

@@ -9,7 +9,7 @@ from onnxruntime import InferenceSession
 from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, SymbolOutOfRange, check_model,
                      decode, encode)
 from ..onnx import session
-from ..registry import register_runtime
+from ..registry import Runtime, register_runtime
 from ..repository import ModelConfig, load_tables
 from .preprocess import preprocess
 
@@ -35,30 +35,20 @@ def check_symbols(y_hat: np.ndarray, tables: CdfTables) -> np.ndarray:
     return y_hat
 
 
-class PointCloudModel:
+class PointCloudModel(Runtime):
     """One shipped point-cloud model: the edge half (encode) and the cloud half (decode, classify).
 
     Sessions are created lazily, so an edge process never loads the classifier and vice versa.
     """
 
     def __init__(self, config: ModelConfig, threads: int = 1):
-        self.config = config
-        self.threads = threads
+        super().__init__(config, threads)
         self.tables: CdfTables = load_tables(config)
         self.classes: list[str] = list(config.raw["classes"])
         self.points: int = int(config.raw["points"])
         self.channels: int = int(config.raw["channels"])
         self._encoder: InferenceSession | None = None
         self._classifier: InferenceSession | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def digest(self) -> str:
-        """The model's digest (``ModelConfig.digest``); containers carry its first 8 bytes."""
-        return self.config.digest
 
     # -- edge -----------------------------------------------------------------------------------
     def encode_symbols(self, points: np.ndarray) -> np.ndarray:
