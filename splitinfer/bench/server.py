@@ -329,54 +329,6 @@ def echo_ratio(server_address: str, echo_address: str, model: str, payloads: lis
             "meets_target": p50_ours / p50_echo <= TARGET_ECHO_RATIO}
 
 
-_STYLES = {"echo": ("bare gRPC echo", "k", ":"), "no_batching": ("no batching", "C1", "--")}
-
-
-def _style(key: str, targets: dict | None = None) -> tuple[str, str, str]:
-    if key in _STYLES:
-        return _STYLES[key]
-    if targets and key in targets:
-        return (f"{key} ({targets[key]})", f"C{list(targets).index(key) % 10}", "-")
-    workers = int(key.rsplit("_w", 1)[1]) if "_w" in key else 1
-    return (f"dynamic batching, {workers} worker{'s' if workers > 1 else ''}", f"C{(workers - 1) * 2}", "-")
-
-
-def plot(result: dict, path: str) -> str | None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, cfg in result["configs"].items():
-        label, color, ls = _style(key, result["target"])
-        pts = cfg["points"]
-        xs = [p["streams"] for p in pts]
-        ax1.plot(xs, [p["clouds_per_s"] for p in pts], marker="o", ls=ls, color=color, label=label)
-        ax2.plot(xs, [p["p50_ms"] for p in pts], marker="o", ls=ls, color=color, label=f"{label} p50")
-        ax2.plot(xs, [p["p99_ms"] for p in pts], marker="o", ls=ls, color=color, alpha=0.35, label=f"{label} p99")
-    for ax in (ax1, ax2):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrent streams")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    ax1.set_ylabel("clouds (echo: messages) / s")
-    ax2.set_ylabel("latency (ms)")
-    ax2.set_yscale("log")
-    e = result["echo"]
-    fractions = ", ".join(f"{k if result['target'] else _style(k)[0]} {f:.0%}"
-                          for k, f in result["fraction_of_echo_at_max_streams"].items())
-    fig.suptitle(f"{result['model']} on {result['machine']['cpus']} CPUs, window {result['settings']['window']}: "
-                 f"clouds/s as a fraction of the bare streaming echo at {result['streams'][-1]} streams: {fractions}\n"
-                 f"unary round trip {e['classify_p50_ms']:.3f} ms vs bare echo {e['echo_p50_ms']:.3f} ms "
-                 f"({e['ratio']:.2f}x)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def run_bench(model: str | None = None, models_dir: str | None = None, streams=(1, 8, 64), window: int = 1,
               duration_s: float = 2.0, warmup_s: float = 0.5, max_batch_size: int = 64,
               max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
@@ -493,7 +445,8 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
         Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
         plot_out = plot_out or str(Path(json_out).with_suffix(".png"))
     if plot_out:
-        result["plot"] = plot(result, plot_out)
+        from ..plots.bench import plot_server_bench
+        result["plot"] = plot_server_bench(result, plot_out)
         if json_out:
             Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -158,39 +158,12 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-def plot(result: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    s = result["series"]
-    t = [p["t_s"] for p in s]
-    fig, ax = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-    ax[0].plot(t, [p["answered_per_s"] for p in s])
-    ax[0].set_ylabel("answers / s")
-    ax[1].plot(t, [p["p50_ms"] for p in s], label="p50")
-    ax[1].plot(t, [p["p99_ms"] for p in s], label="p99")
-    ax[1].set_ylabel("latency (ms)")
-    ax[1].legend()
-    ax[2].plot(t, [p["rss_mb"] for p in s])
-    ax[2].set_ylabel("server RSS (MiB)")
-    ax[2].set_xlabel("time (s)")
-    c = result["config"]
-    fig.suptitle(f"soak: {c['streams']} streams x {c['duration_s']:g} s, {c['model']}, window {c['window']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _payloads(model: str, models_dir: str | None, count: int = 64) -> tuple[list[bytes], bytes]:
     """(stream frames: the coded latents of the sample's first clouds, the model digest)."""
     from splitinfer.repository import ModelRepository
-    sample = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
+    from splitinfer.data import SAMPLE
     m = ModelRepository(models_dir).load(model)
-    with np.load(sample) as z:
+    with np.load(SAMPLE) as z:
         return [m.encode_latent(p) for p in z["points"][:count]], bytes.fromhex(m.config.digest)
 
 
@@ -225,7 +198,8 @@ def _run(a: argparse.Namespace) -> int:
     out = Path(a.json or DEFAULT_JSON)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    png = plot(result, Path(a.plot) if a.plot else out.with_suffix(".png"))
+    from ..plots.bench import plot_soak
+    png = plot_soak(result, Path(a.plot) if a.plot else out.with_suffix(".png"))
     lat, rss = result["latency_ms"], result["rss_mb"]
     errors = sum(result["frame_errors"].values()) + sum(result["stream_errors"].values())
     print(f"{model}: {a.streams} streams x {a.duration:g} s: {result['answered']} answered, "
