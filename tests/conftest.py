@@ -4,9 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splitinfer.data import SAMPLE
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-SAMPLE = ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splitinfer.data import SAMPLE  # noqa: F401  (the tests import it from here)
 from splitinfer.process import free_port  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"
 
 
 def model_name(size: str = "micro") -> str:

@@ -9,6 +9,7 @@ import pytest
 from service_utils import ROOT, encoded, latents, metric, model_name, start_server
 
 from edge_client.balancing import channel_options, target
+from splitinfer.data import SAMPLE
 
 pytestmark = pytest.mark.service  # real server processes on loopback
 
@@ -88,6 +89,6 @@ def test_a_stream_moves_to_the_other_address_when_its_server_dies(two, micro):
 def test_the_cli_refuses_a_list_of_names():
     r = subprocess.run([sys.executable, "-m", "splitinfer.cli", "stream", "--server", "a.example:1,b.example:1",
                         "--model", model_name("micro"), "--lb", "round_robin",
-                        str(ROOT / "splitinfer" / "data" / "sample_modelnet40.npz")],
+                        str(SAMPLE)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2 and "error: --server" in r.stderr and "Traceback" not in r.stderr, r.stderr

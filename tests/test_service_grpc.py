@@ -3,7 +3,6 @@ reflection, metrics, idempotency, every INVALID_ARGUMENT/NOT_FOUND/RESOURCE_EXHA
 and 32 concurrent streams of 100 frames each answered exactly once."""
 from __future__ import annotations
 
-import os
 import random
 import threading
 import uuid
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from service_utils import encoded, latents, metric, model_name, start_server, torch_blocker
 
+from splitinfer.data import SAMPLE
 from splitinfer.proto import inference_pb2 as pb2
 
 MAX_PAYLOAD = 4096
@@ -87,8 +87,7 @@ def test_health_and_reflection(server):
 
 def test_stream_with_edge_client(server, micro):
     from edge_client import EdgeClient
-    with np.load(os.path.join(os.path.dirname(__file__), "..", "splitinfer", "data",
-                              "sample_modelnet40.npz")) as z:
+    with np.load(SAMPLE) as z:
         clouds = [(f"c{i}", z["points"][i], int(z["labels"][i])) for i in range(24)]
     _, expected, _ = encoded(micro, 24)
     with EdgeClient(server.address, micro, window=4) as client:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import SAMPLE
+
 DEFAULT_MODELS = "full-p1024-l10,full-p1024-l4000,full-p1024-l16000,lite-p1024-l1000,micro-p1024-l1000"
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
 
 
 def _latents(name: str, models_dir: str | None, clouds: np.ndarray):

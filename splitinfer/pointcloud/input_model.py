@@ -161,8 +161,8 @@ def package_plain(onnx, name: str = "plain-pointnet-p1024", models_dir="models",
     onnx = Path(onnx)
     if not onnx.exists():
         raise FileNotFoundError(f"{onnx}: no plain PointNet ONNX (scripts/run_draco_baseline.sh makes it)")
-    sample = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
-    with np.load(sample) as z:
+    from ..data import SAMPLE
+    with np.load(SAMPLE) as z:
         classes = [str(c) for c in z["classes"]]
     out = Path(models_dir) / name / str(version)
     out.mkdir(parents=True, exist_ok=True)
