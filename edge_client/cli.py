@@ -12,7 +12,7 @@ answered without error, 1 otherwise.
 Bandwidth-adaptive rate: with ``--latency-budget MS --family FAMILY``, every frame is encoded
 with the model of the family that maximises expected accuracy (each model's measured test
 accuracy) subject to a predicted end-to-end latency within the budget, from the goodput and
-round trip the client measures on its own acknowledgements (``edge_client/adaptive.py``).
+round trip the client measures on its own acknowledgements (``edge_client/rate_control.py``).
 FAMILY: model names and/or sizes (full, lite, micro) or "all", comma-separated.
 
     splitinfer stream --server HOST:PORT --family full --latency-budget 100 clouds.npz

@@ -18,7 +18,7 @@ compact (seq, label index, probability); class names come from the local model's
 
 Bandwidth-adaptive rate: ``client.run(clouds, controller=RateController(...))`` encodes each
 cloud with the model the controller picks from what it learned from the acknowledgements so far
-(``edge_client/adaptive.py``; ``splitinfer stream --family ... --latency-budget MS``); a model
+(``edge_client/rate_control.py``; ``splitinfer stream --family ... --latency-budget MS``); a model
 switch resends the header (with the new model) in front of that frame.
 ``slowdown=K`` emulates a device K times slower (every encode takes K times as long).
 
@@ -208,7 +208,7 @@ class EdgeClient:
         An invalid cloud raises InvalidPointCloud (naming it) before it is sent. ``stats``, when
         given, receives the stream's counters when the generator ends.
 
-        controller: an ``edge_client.adaptive.RateController``: each cloud is encoded with the
+        controller: an ``edge_client.rate_control.RateController``: each cloud is encoded with the
         model it chooses at that moment (``Result.model`` says which), and it is told of every
         send and answer (see ``warm_up`` to measure the candidates' encode times first).
         """
