@@ -17,6 +17,10 @@ receiving while a batch runs: the better choice for heavy models on many cores).
 
 A full queue refuses new requests (``QueueFull``); a request whose deadline passed while queued
 is dropped without being run (``Expired``).
+
+A request is answered through its future (``submit``), or, on the server's per-frame path,
+through a callback (``submit(..., done=fn)``: no future, no task wake-up); ``after_batch`` runs
+on the event loop once every request of a batch has been answered (the server's batched metrics).
 """
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ import asyncio
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -50,32 +53,49 @@ class NonFiniteOutput(BatcherError):
     """The model's logits for this input are NaN or infinite: no probabilities to answer with."""
 
 
-@dataclass(frozen=True)
 class BatchResult:
-    label: int
-    top_index: np.ndarray    # the k most probable classes, most probable first
-    top_prob: np.ndarray
-    queue_s: float           # enqueue -> batch start
-    inference_s: float       # classifier run of the whole batch
-    batch_size: int
+    """One request's answer (a plain slotted class: one is made per request)."""
+    __slots__ = ("label", "top_index", "top_prob", "queue_s", "inference_s", "batch_size")
+
+    def __init__(self, label: int, top_index: np.ndarray, top_prob: np.ndarray, queue_s: float,
+                 inference_s: float, batch_size: int):
+        self.label = label              # the most probable class
+        self.top_index = top_index      # the k most probable classes, most probable first
+        self.top_prob = top_prob
+        self.queue_s = queue_s          # enqueue -> batch start
+        self.inference_s = inference_s  # classifier run of the whole batch
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return (f"BatchResult(label={self.label}, queue_s={self.queue_s:.6f}, "
+                f"inference_s={self.inference_s:.6f}, batch_size={self.batch_size})")
 
 
 class _Item:
-    __slots__ = ("x", "future", "loop", "t_enqueue", "deadline")
+    __slots__ = ("x", "future", "done", "loop", "t_enqueue", "deadline")
 
-    def __init__(self, x, future, loop, t_enqueue, deadline):
-        self.x, self.future, self.loop, self.t_enqueue, self.deadline = x, future, loop, t_enqueue, deadline
+    def __init__(self, x, future, done, loop, t_enqueue, deadline):
+        self.x, self.future, self.done, self.loop = x, future, done, loop
+        self.t_enqueue, self.deadline = t_enqueue, deadline
+
+    def answer(self, value) -> None:
+        """On the event loop: the callback, or the future's result or exception (unless the
+        future was cancelled)."""
+        if self.done is not None:
+            self.done(value)
+        elif not self.future.done():
+            if isinstance(value, BaseException):
+                self.future.set_exception(value)
+            else:
+                self.future.set_result(value)
 
 
-def _resolve(pairs) -> None:
-    """On the event loop: set each future's result or exception (unless it was cancelled)."""
-    for fut, value in pairs:
-        if fut.done():
-            continue
-        if isinstance(value, BaseException):
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)
+def _resolve(answers, after_batch=None) -> None:
+    """On the event loop: answer each item, then the batch hook."""
+    for it, value in answers:
+        it.answer(value)
+    if after_batch is not None:
+        after_batch()
 
 
 def softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +128,7 @@ class DynamicBatcher:
         self.max_queue_size = max_queue_size
         self.topk = topk
         self.on_batch = on_batch
+        self.after_batch: Callable[[], None] | None = None
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -133,11 +154,14 @@ class DynamicBatcher:
     def qsize(self) -> int:
         return len(self._queue)
 
-    def submit(self, x: np.ndarray, deadline: float | None = None) -> asyncio.Future:
-        """Queue one input (C,); call on the event loop. ``deadline``: time.monotonic() value."""
+    def submit(self, x: np.ndarray, deadline: float | None = None,
+               done: Callable[[object], None] | None = None) -> asyncio.Future | None:
+        """Queue one input (C,); call on the event loop. ``deadline``: time.monotonic() value.
+        Returns a future of its BatchResult, or (``done`` given) None and calls ``done`` on the
+        event loop with the BatchResult or the exception (``done`` must not raise)."""
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        item = _Item(x, fut, loop, time.monotonic(), deadline)
+        fut = loop.create_future() if done is None else None
+        item = _Item(x, fut, done, loop, time.monotonic(), deadline)
         if self.executor == "inline":
             if self._stopping:
                 raise Stopped(f"model {self.name!r} is shutting down")
@@ -167,12 +191,7 @@ class DynamicBatcher:
         self._scheduled = None
         n = min(len(self._queue), self.max_batch_size)
         batch = [self._queue.popleft() for _ in range(n)]
-        for it, value in self._execute(batch):
-            if not it.future.done():
-                if isinstance(value, BaseException):
-                    it.future.set_exception(value)
-                else:
-                    it.future.set_result(value)
+        _resolve(self._execute(batch), self.after_batch)
         if self._queue and self._scheduled is None:
             loop = asyncio.get_event_loop()
             if len(self._queue) >= self.max_batch_size or self.max_queue_delay_s <= 0:
@@ -203,7 +222,7 @@ class DynamicBatcher:
         now = time.monotonic()
         live, answers = [], []
         for it in batch:
-            if it.future.cancelled():
+            if it.future is not None and it.future.cancelled():
                 continue
             if it.deadline is not None and now >= it.deadline:
                 answers.append((it, Expired("deadline exceeded while queued")))
@@ -224,13 +243,14 @@ class DynamicBatcher:
             answers.extend((it, e) for it in live)
             return answers
         n, infer = len(live), t1 - t0
-        finite = np.isfinite(prob).all(axis=1)
+        finite = np.isfinite(prob).all(axis=1).tolist()
+        labels = labels.tolist()
         for i, it in enumerate(live):
             if not finite[i]:  # the last guard: no NaN probability leaves the server
                 answers.append((it, NonFiniteOutput("the model's output for this input is not finite "
                                                     "(input out of the model's range)")))
                 continue
-            answers.append((it, BatchResult(int(labels[i]), idx[i], prob[i], now - it.t_enqueue, infer, n)))
+            answers.append((it, BatchResult(labels[i], idx[i], prob[i], now - it.t_enqueue, infer, n)))
         self.batches += 1
         self.items += n
         if self.on_batch is not None:
@@ -244,9 +264,9 @@ class DynamicBatcher:
                 return
             by_loop: dict = {}
             for it, value in self._execute(batch):
-                by_loop.setdefault(it.loop, []).append((it.future, value))
+                by_loop.setdefault(it.loop, []).append((it, value))
             for loop, pairs in by_loop.items():
                 try:
-                    loop.call_soon_threadsafe(_resolve, pairs)
+                    loop.call_soon_threadsafe(_resolve, pairs, self.after_batch)
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
                     pass

@@ -64,7 +64,7 @@ from splitinfer.repository import ModelError, ModelRepository
 from .auth import TokenAuthInterceptor
 from .batcher import DynamicBatcher, Expired, NonFiniteOutput, QueueFull, Stopped
 from .ledger import Conflict, Ledger
-from .telemetry import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, Metrics
+from .telemetry import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, FrameMetrics, Metrics
 from .validation import unknown_model
 
 log = logging.getLogger("splitinfer.serve")
@@ -158,6 +158,10 @@ class Served:
         self.decode_time = metrics.decode.labels(name)
         self.queue_time = metrics.queue.labels(name)
         self.duplicates = metrics.duplicates.labels(name)
+        # the stream path's per-frame metrics, written once per batch
+        self.frames = FrameMetrics(metrics.requests.labels("ClassifyStream", name), self.bits, self.payload_bits,
+                                   self.decode_time, self.queue_time,
+                                   metrics.latency.labels("ClassifyStream", name), metrics.inflight)
         _size, _time = metrics.batch_size.labels(name), metrics.inference.labels(name)
 
         def on_batch(n, secs):
@@ -165,6 +169,7 @@ class Served:
             _time.observe(secs)
         self.batcher = DynamicBatcher(name, model.classify, opts.max_batch_size, opts.max_queue_delay_ms / 1e3,
                                       opts.max_queue_size, on_batch=on_batch, executor=opts.batch_executor).start()
+        self.batcher.after_batch = self.frames.flush
 
 
 class Core:
@@ -223,46 +228,68 @@ class Core:
                 f"ADDR {s.name}@{s.config.version}` (or update the edge's model folder)")
 
     # -- one frame --------------------------------------------------------------------------------
+    def too_large(self, n: int) -> FrameFailure | None:
+        if n > self.max_payload:
+            return FrameFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"payload of {n} bytes is over the limit of {self.max_payload} bytes")
+        return None
+
+    @staticmethod
+    def decode(s: Served, decode, payload: bytes) -> np.ndarray:
+        """y_hat of one payload, ready for the batcher; raises FrameFailure."""
+        try:
+            y_hat = decode(payload)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, MemoryError):
+            raise
+        except ModelMismatch as e:  # made by other model files: the edge must pull this one
+            raise FrameFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+        except BaseException as e:  # BitstreamError, and anything a random payload provokes
+            code = getattr(e, "grpc_code", None) or grpc.StatusCode.INVALID_ARGUMENT
+            raise FrameFailure(code, f"payload rejected: {type(e).__name__}: {e}") from None
+        return np.asarray(y_hat, np.float32)
+
+    @staticmethod
+    def submit(s: Served, y_hat: np.ndarray, deadline: float | None, done=None):
+        """Queue y_hat on the model's batcher (its future, or None with ``done``); raises FrameFailure."""
+        try:
+            return s.batcher.submit(y_hat, deadline, done)
+        except QueueFull as e:
+            raise FrameFailure(grpc.StatusCode.UNAVAILABLE, f"{e}; retry later") from None
+        except Stopped as e:
+            raise FrameFailure(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+
+    @staticmethod
+    def failure(s: Served, e: BaseException) -> FrameFailure:
+        """The FrameFailure of a batcher's exception for one frame."""
+        if isinstance(e, Expired):
+            return FrameFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
+        if isinstance(e, NonFiniteOutput):
+            return FrameFailure(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        log.error("model %s failed", s.name, exc_info=e)
+        return FrameFailure(grpc.StatusCode.INTERNAL, f"inference failed: {e}")
+
     async def run(self, s: Served, payload: bytes, decode, method: str, deadline: float | None):
         """(BatchResult, decode seconds) of one payload; raises FrameFailure."""
         t0 = time.perf_counter()
         self.child(self.metrics.requests, method, s.name).inc()
         n = len(payload)
-        if n > self.max_payload:
-            raise FrameFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"payload of {n} bytes is over the limit of {self.max_payload} bytes")
+        e = self.too_large(n)
+        if e is not None:
+            raise e
         s.bits.inc(8 * n)
         s.payload_bits.observe(8 * n)
         self.metrics.inflight.inc()
         try:
-            try:
-                y_hat = decode(payload)
-            except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, MemoryError):
-                raise
-            except ModelMismatch as e:  # made by other model files: the edge must pull this one
-                raise FrameFailure(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
-            except BaseException as e:  # BitstreamError, and anything a random payload provokes
-                code = getattr(e, "grpc_code", None) or grpc.StatusCode.INVALID_ARGUMENT
-                raise FrameFailure(code, f"payload rejected: {type(e).__name__}: {e}") from None
+            y_hat = self.decode(s, decode, payload)
             t1 = time.perf_counter()
             s.decode_time.observe(t1 - t0)
-            try:
-                fut = s.batcher.submit(np.asarray(y_hat, np.float32), deadline)
-            except QueueFull as e:
-                raise FrameFailure(grpc.StatusCode.UNAVAILABLE, f"{e}; retry later") from None
-            except Stopped as e:
-                raise FrameFailure(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+            fut = self.submit(s, y_hat, deadline)
             try:
                 r = await fut
-            except Expired as e:
-                raise FrameFailure(grpc.StatusCode.DEADLINE_EXCEEDED, str(e)) from None
-            except NonFiniteOutput as e:
-                raise FrameFailure(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.exception("model %s failed", s.name)
-                raise FrameFailure(grpc.StatusCode.INTERNAL, f"inference failed: {e}") from None
+                raise self.failure(s, e) from None
         finally:
             self.metrics.inflight.dec()
         s.queue_time.observe(r.queue_s)
@@ -355,6 +382,7 @@ async def _pump(core: Core, method: str, context, reader, out: asyncio.Queue, li
     answer written; ends the call with UNAVAILABLE when draining left frames unanswered."""
     read_task = asyncio.ensure_future(reader())
     answered, eof, draining = 0, False, core.draining
+    ok, ok_n = core.child(core.metrics.responses, method, _OK.name), 0   # counted when the queue empties
     core._stream_queues.add(out)
     core.metrics.streams.inc()
     if draining:
@@ -367,7 +395,13 @@ async def _pump(core: Core, method: str, context, reader, out: asyncio.Queue, li
                 yield resp            # returns once the answer is written to the client
                 limit.release()
                 answered += 1
-                core.count(method, code)
+                if code is _OK:
+                    ok_n += 1
+                    if out.empty():
+                        ok.inc(ok_n)
+                        ok_n = 0
+                else:
+                    core.count(method, code)
             elif item is _EOF:
                 eof = not draining    # an end of input seen while draining may be the shutdown's
             elif item is _DRAIN:
@@ -386,6 +420,8 @@ async def _pump(core: Core, method: str, context, reader, out: asyncio.Queue, li
                                 f"server shutting down ({answered} frames answered on this call); "
                                 "resend the frames not answered")
     finally:
+        if ok_n:
+            ok.inc(ok_n)
         read_task.cancel()
         core._stream_queues.discard(out)
         core.metrics.streams.dec()
@@ -460,6 +496,72 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
         out: asyncio.Queue = asyncio.Queue()
         limit = asyncio.Semaphore(core.opts.max_stream_inflight)
         state = {"submitted": 0}
+        ledger = core.ledger
+        loop = asyncio.get_running_loop()
+
+        def error_item(seq: int, e: Exception) -> tuple:
+            if not isinstance(e, FrameFailure):
+                log.error("frame %s of a stream failed", seq, exc_info=e)
+                e = FrameFailure(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            return (pb2.StreamResponse(seq=seq, error=pb2.FrameError(code=_code(e.code), message=e.message)),
+                    e.code)
+
+        def frame(s: Served, seq: int, latent: bytes, o: dict) -> None:
+            """One frame without a task of its own: decoded here, queued on the batcher with a
+            callback that answers it; metrics written per batch. A frame the ledger has seen
+            (a resend), a seq reused or an oversized frame goes to ``one``."""
+            if len(latent) > core.max_payload:
+                core.spawn(one(s, seq, latent, o))
+                return
+            fut = None
+            if stream is not None:
+                digest = hash((s.name, latent))
+                try:
+                    hit = ledger.get(stream, seq, digest)
+                except Conflict:
+                    hit = True
+                if hit is not None:
+                    core.spawn(one(s, seq, latent, o))
+                    return
+                # a twin of this frame (a resend while it is in flight) awaits this future: the
+                # answer, or None (failed: compute it afresh)
+                fut = loop.create_future()
+                ledger.put(stream, seq, digest, fut)
+            t0 = time.perf_counter()
+            fm = s.frames
+            fm.admit(len(latent))
+            try:
+                y_hat = core.decode(s, s.decode_frame, latent)
+                t1 = time.perf_counter()
+                fm.decode_values.append(t1 - t0)
+
+                def done(r):
+                    fm.answered += 1
+                    try:
+                        if isinstance(r, BaseException):
+                            raise core.failure(s, r)
+                        fm.queue_values.append(r.queue_s)
+                        fm.latency_values.append(time.perf_counter() - t0)
+                        resp = self._response(s, seq, r, t1 - t0, o)
+                        if fut is not None:
+                            ledger.put(stream, seq, digest, resp.SerializeToString())
+                            fut.set_result(resp)
+                        item = (resp, _OK)
+                    except Exception as e:  # noqa: BLE001 - a bad frame never ends the stream
+                        if fut is not None:
+                            ledger.discard(stream, seq, fut)
+                            if not fut.done():
+                                fut.set_result(None)
+                        item = error_item(seq, e)
+                    out.put_nowait(item)
+                core.submit(s, y_hat, deadline, done)
+            except Exception as e:  # noqa: BLE001 - refused before the batcher: answered now
+                fm.answered += 1
+                fm.flush()
+                if fut is not None:
+                    ledger.discard(stream, seq, fut)
+                    fut.set_result(None)
+                out.put_nowait(error_item(seq, e))
 
         async def one(s: Served, seq: int, latent: bytes, o: dict):
             try:
@@ -481,11 +583,7 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                     resp = r
                 item = (resp, _OK)
             except Exception as e:  # noqa: BLE001 - a bad frame never ends the stream
-                if not isinstance(e, FrameFailure):
-                    log.exception("frame %s of a stream failed", seq)
-                    e = FrameFailure(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-                item = (pb2.StreamResponse(seq=seq, error=pb2.FrameError(code=_code(e.code), message=e.message)),
-                        e.code)
+                item = error_item(seq, e)
             out.put_nowait(item)
 
         async def reader():
@@ -507,7 +605,7 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
                         limit.release()
                         break
                     state["submitted"] += 1
-                    core.spawn(one(s, seq, msg.latent, o))
+                    frame(s, seq, msg.latent, o)
                     try:
                         msg = await it.__anext__()
                     except StopAsyncIteration:
@@ -527,6 +625,10 @@ class InferenceServicer(pb2_grpc.InferenceServicer):
 
     async def _compute(self, s: Served, seq: int, latent: bytes, o: dict, deadline) -> pb2.StreamResponse:
         r, decode_s = await self.core.run(s, latent, s.decode_frame, "ClassifyStream", deadline)
+        return self._response(s, seq, r, decode_s, o)
+
+    @staticmethod
+    def _response(s: Served, seq: int, r, decode_s: float, o: dict) -> pb2.StreamResponse:
         resp = pb2.StreamResponse(seq=seq, label=r.label, probability=float(r.top_prob[0]))
         k = o["k"]
         if k:

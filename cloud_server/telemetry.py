@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import selectors
 import socket
+from bisect import bisect_left
+from collections import Counter as _Tally
 import threading
 import time
 
@@ -12,7 +14,8 @@ from prometheus_client import generate_latest
 
 from .defaults import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
 
-__all__ = ["DEFAULT_METRICS_HOST", "DEFAULT_METRICS_PORT", "Metrics", "MetricsEndpoint"]
+__all__ = ["DEFAULT_METRICS_HOST", "DEFAULT_METRICS_PORT", "FrameMetrics", "Metrics", "MetricsEndpoint",
+           "observe_many"]
 
 LATENCY_BUCKETS = (.0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)
 SMALL_TIME_BUCKETS = (.00002, .00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1)
@@ -63,6 +66,65 @@ class Metrics:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def observe_many(histogram, values) -> None:
+    """``histogram.observe(v)`` for every value, in one update per bucket touched (the same
+    bucket counts, count and sum)."""
+    if not values:
+        return
+    bounds, buckets = getattr(histogram, "_upper_bounds", None), getattr(histogram, "_buckets", None)
+    if bounds is None or buckets is None or len(bounds) != len(buckets):   # another client version
+        for v in values:
+            histogram.observe(v)
+        return
+    histogram._sum.inc(sum(values))
+    for i, k in _Tally(bisect_left(bounds, v) for v in values).items():   # first bound >= v
+        if i < len(buckets):
+            buckets[i].inc(k)
+
+
+class FrameMetrics:
+    """One model's per-frame metrics on the stream path, gathered per frame and written once per
+    batch (``flush``, called when a batch has been answered): the counters and histograms read as
+    with one update per frame; ``inflight`` goes up per frame and down per batch."""
+
+    __slots__ = ("requests", "bits", "payload_bits", "decode", "queue", "latency", "inflight",
+                 "n", "bits_total", "payload_values", "decode_values", "queue_values",
+                 "latency_values", "answered")
+
+    def __init__(self, requests, bits, payload_bits, decode, queue, latency, inflight):
+        self.requests, self.bits, self.payload_bits = requests, bits, payload_bits
+        self.decode, self.queue, self.latency, self.inflight = decode, queue, latency, inflight
+        self.n = self.bits_total = self.answered = 0
+        self.payload_values: list[int] = []
+        self.decode_values: list[float] = []
+        self.queue_values: list[float] = []
+        self.latency_values: list[float] = []
+
+    def admit(self, payload_bytes: int) -> None:
+        """A frame received (before its decoding)."""
+        self.n += 1
+        self.bits_total += 8 * payload_bytes
+        self.payload_values.append(8 * payload_bytes)
+        self.inflight.inc()
+
+    def flush(self) -> None:
+        if self.n:
+            self.requests.inc(self.n)
+            self.bits.inc(self.bits_total)
+            self.n = self.bits_total = 0
+            values, self.payload_values = self.payload_values, []
+            observe_many(self.payload_bits, values)
+        for name, hist in (("decode_values", self.decode), ("queue_values", self.queue),
+                           ("latency_values", self.latency)):
+            values = getattr(self, name)
+            if values:
+                setattr(self, name, [])
+                observe_many(hist, values)
+        if self.answered:
+            self.inflight.dec(self.answered)
+            self.answered = 0
 
 
 class MetricsEndpoint:
