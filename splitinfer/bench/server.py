@@ -25,7 +25,10 @@ batch sizes are not known); the echo still runs here, as the baseline of this ma
 behind HAProxy, and a ``--workers 2`` server).
 
 Writes JSON (``--json``) and a plot (``--plot``, default next to the JSON), and prints every
-figure with its ratio to the baseline side by side. Not a test: numbers depend on the machine.
+figure with its ratio to the baseline side by side. ``--profile PATH`` adds one more point at the
+most streams against the one-worker batching server under ``py-spy record`` and reports where
+its event-loop thread spends each frame (range decoding, the ONNX classifier, grpc.aio, the
+server's own Python; docs/performance.md). Not a test: numbers depend on the machine.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -329,12 +333,71 @@ def echo_ratio(server_address: str, echo_address: str, model: str, payloads: lis
             "meets_target": p50_ours / p50_echo <= TARGET_ECHO_RATIO}
 
 
+# -- profile (py-spy on the batching server) -----------------------------------------------------------
+PROFILE_RATE = 200   # py-spy samples per second
+
+_PROFILE_CATEGORIES = (   # (name, test on a main-thread stack), the first that matches
+    ("range decoding (codec)", lambda st, leaf: "decode_latent" in st or "entropy_coder" in st
+     or "container.py" in st),
+    ("ONNX classifier", lambda st, leaf: "Session.run" in st),
+    ("event-loop poll", lambda st, leaf: "select" in leaf),
+    ("grpc.aio (Cython: read, write, (de)serialize)", lambda st, leaf: leaf.startswith("Handle._run ")),
+    ("server Python (stream path, batcher, metrics, ledger)", lambda st, leaf: True),
+)
+
+
+def profile_categories(raw: str, frames: float, rate: float = PROFILE_RATE) -> dict:
+    """Microseconds per frame of the server's event-loop thread by what it did, from py-spy's raw
+    (collapsed) stacks; the other threads (gRPC's poller, the metrics endpoint) apart."""
+    out = {name: 0.0 for name, _ in _PROFILE_CATEGORIES}
+    out["other threads"] = 0.0
+    for line in raw.splitlines():
+        stack, _, n = line.rstrip().rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        if "_run_once" not in stack:
+            out["other threads"] += int(n)
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        name = next(name for name, test in _PROFILE_CATEGORIES if test(stack, leaf))
+        out[name] += int(n)
+    return {k: v / rate / frames * 1e6 for k, v in out.items()} if frames else out
+
+
+def profile_point(srv, model: str, payload_file: str, streams: int, window: int, procs: int, warmup_s: float,
+                  duration_s: float, out_path: str, connections: str = "stream", digest: str = "") -> dict:
+    """One point against ``srv`` (a ServerProcess of one worker) under ``py-spy record``: its
+    collapsed stacks go to ``out_path``; returns the point and the microseconds per frame of each
+    category (:func:`profile_categories`)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise RuntimeError("py-spy not found: pip install py-spy (the `profile` extra)")
+    secs = int(round(warmup_s + duration_s))
+    rec = subprocess.Popen([spy, "record", "--pid", str(srv.info["pid"]), "-d", str(secs), "-r", str(PROFILE_RATE),
+                            "--format", "raw", "--nonblocking", "-o", out_path],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        pt = run_point(srv.address, model, payload_file, streams, window, procs, 0.0, secs, srv.metrics_port,
+                       connections=connections, digest=digest)
+    finally:
+        _, err = rec.communicate(timeout=secs + 60)
+    if rec.returncode != 0 or not Path(out_path).exists():
+        raise RuntimeError(f"py-spy failed (it needs ptrace rights over the server): {err.strip()[-500:]}")
+    per_frame = profile_categories(Path(out_path).read_text(), pt["answered"])
+    return {"streams": streams, "clouds_per_s": pt["clouds_per_s"], "stacks": out_path,
+            "event_loop_us_per_frame": sum(v for k, v in per_frame.items() if k != "other threads"),
+            "us_per_frame": per_frame}
+
+
 def run_bench(model: str | None = None, models_dir: str | None = None, streams=(1, 8, 64), window: int = 1,
               duration_s: float = 2.0, warmup_s: float = 0.5, max_batch_size: int = 64,
               max_queue_delay_ms: float = 0.0, procs: int | None = None, echo_requests: int = 2000,
               json_out: str | None = None, plot_out: str | None = None, executor: str = "inline",
-              repeats: int = 3, workers=(1, 2), target=None, connections: str = "stream") -> dict:
-    """``target``: None (servers started here), "[NAME=]HOST:PORT", or a list of them."""
+              repeats: int = 3, workers=(1, 2), target=None, connections: str = "stream",
+              profile: str | None = None) -> dict:
+    """``target``: None (servers started here), "[NAME=]HOST:PORT", or a list of them.
+    ``profile``: a path for py-spy's stacks of the one-worker batching server at the most streams
+    (:func:`profile_point`; ``result["profile"]``)."""
     from contextlib import ExitStack
 
     from cloud_server.process import ServerProcess
@@ -399,6 +462,11 @@ def run_bench(model: str | None = None, models_dir: str | None = None, streams=(
                     print(f"  [{rep + 1}/{repeats}] {key:<12} {s:>3} streams: {pt['clouds_per_s']:8.1f} /s"
                           f"  p50 {pt['p50_ms']:.3f} ms  p99 {pt['p99_ms']:.3f} ms"
                           f"  batch {pt['mean_batch_size'] or 0:.1f}", file=sys.stderr)
+        if profile and "batching" in servers:
+            s = streams[-1]
+            result["profile"] = profile_point(servers["batching"], cfg.name, payload_file, s, window,
+                                              procs if s > 1 else 1, warmup_s, duration_s * repeats, profile,
+                                              connections, cfg.digest)
         unary = {key: echo_ratio(servers[key].address, servers["echo"].address, cfg.name, payloads, echo_requests)
                  for key in (targets or ["batching"])}
         result["echo"] = unary[next(iter(unary))]
@@ -477,6 +545,11 @@ def report(result: dict) -> str:
         lines.append(f"unary round trip p50 ({key}) {e['classify_p50_ms']:.3f} ms vs bare gRPC echo "
                      f"{e['echo_p50_ms']:.3f} ms ({e['request_bytes_mean']:.0f}-byte requests): {e['ratio']:.2f}x "
                      f"(target <= {TARGET_ECHO_RATIO}x)")
+    if result.get("profile"):
+        pr = result["profile"]
+        lines.append(f"profile of the batching server at {pr['streams']} streams ({pr['clouds_per_s']:.0f} clouds/s): "
+                     f"event-loop thread {pr['event_loop_us_per_frame']:.0f} us per frame")
+        lines += [f"  {v:6.1f} us  {k}" for k, v in sorted(pr["us_per_frame"].items(), key=lambda kv: -kv[1])]
     for name, t in result["targets"].items():
         lines.append(f"target {name}: {t['value']:.2f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -490,7 +563,7 @@ def _run(a: argparse.Namespace) -> int:
         return 2
     result = run_bench(a.model, a.models_dir, streams, a.window, a.duration, a.warmup, a.max_batch_size,
                        a.max_queue_delay_ms, a.procs, a.echo_requests, a.json, a.plot, a.batch_executor, a.repeats,
-                       workers, a.target, a.connections)
+                       workers, a.target, a.connections, a.profile)
     print(report(result))
     if a.json:
         print(f"wrote {a.json}" + (f" and {result.get('plot')}" if result.get("plot") else ""))
@@ -522,6 +595,9 @@ def register(subparsers) -> None:
                    help="the servers' --batch-executor (both configurations)")
     b.add_argument("--procs", type=int, help="load-generator processes (default: cpus/2, 1..4)")
     b.add_argument("--echo-requests", type=int, default=2000)
+    b.add_argument("--profile", metavar="PATH",
+                   help="also profile the one-worker batching server at the most streams with py-spy "
+                        "(collapsed stacks to PATH, microseconds per frame by category in the JSON)")
     b.set_defaults(func=_run)
 
 
