@@ -276,3 +276,40 @@ def test_an_empty_latent_is_a_frame_even_beside_a_header(stub, micro):
     got = {r.seq: r for r in stub.ClassifyStream(reqs(), timeout=20)}
     assert sorted(got) == [0, 1, 2, 3] and not any(r.HasField("error") for r in got.values())
     assert [got[i].label for i in range(4)] == [want, expected[0], want, expected[1]]
+
+
+def test_stream_metrics_count_every_frame_exactly(server, stub, micro):
+    """The stream path writes its per-frame metrics once per batch: the counts are the frames'."""
+    frames, expected, _ = latents(micro, 40)
+    bad = b"\xff" * 50                                            # no valid latent: INVALID_ARGUMENT
+    sent = frames[:20] + [bad] + frames[20:]
+    port = server.metrics_port
+
+    def read():
+        return {"requests": metric(port, "splitinfer_requests_total", method="ClassifyStream", model=micro),
+                "ok": metric(port, "splitinfer_responses_total", method="ClassifyStream", code="OK"),
+                "invalid": metric(port, "splitinfer_responses_total", method="ClassifyStream",
+                                  code="INVALID_ARGUMENT"),
+                "latency": metric(port, "splitinfer_request_latency_seconds_count", method="ClassifyStream",
+                                  model=micro),
+                "latency_inf": metric(port, "splitinfer_request_latency_seconds_bucket", method="ClassifyStream",
+                                      model=micro, le="+Inf"),
+                "decode": metric(port, "splitinfer_decode_seconds_count", model=micro),
+                "queue": metric(port, "splitinfer_queue_seconds_count", model=micro),
+                "payload": metric(port, "splitinfer_payload_bits_count", model=micro),
+                "payload_sum": metric(port, "splitinfer_payload_bits_sum", model=micro),
+                "bits": metric(port, "splitinfer_received_bits_total", model=micro),
+                "duplicates": metric(port, "splitinfer_duplicate_frames_total", model=micro),
+                "inflight": metric(port, "splitinfer_inflight_frames")}
+    before = read()
+    header = _header(micro, stream_id="metrics-" + os.urandom(4).hex(), session=os.urandom(8))
+    answers = _stream(stub, header, sent)
+    again = _stream(stub, header, [frames[0]], seqs=[0])          # a resend: answered from the ledger
+    assert again[0].duplicate and again[0].label == expected[0]
+    assert answers[20].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [answers[i if i < 20 else i + 1].label for i in range(40)] == expected
+    d = {k: v - before[k] for k, v in read().items()}
+    payload_bits = 8 * sum(len(f) for f in sent)
+    assert d == {"requests": 41, "ok": 41, "invalid": 1, "latency": 40, "latency_inf": 40, "decode": 40,
+                 "queue": 40, "payload": 41, "payload_sum": payload_bits, "bits": payload_bits,
+                 "duplicates": 1, "inflight": 0}
