@@ -35,9 +35,19 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       teacher_models=a.teacher_models, kd_alpha=a.kd_alpha,
                       kd_temperature=a.kd_temperature,
                       bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
+                      scans=a.scans, preprocess=_preprocess_spec(a.preprocess),
                       max_batches=a.max_batches, threads=a.threads)
     train(cfg)
     return 0
+
+
+def _preprocess_spec(text: str | None) -> dict | None:
+    """--preprocess: 'legacy' (mean, farthest point), 'robust' (preprocess.ROBUST) or a JSON dict."""
+    import json
+    from .pointcloud.preprocess import ROBUST
+    if text in (None, "legacy"):
+        return None
+    return dict(ROBUST) if text == "robust" else json.loads(text)
 
 
 def _recover_pointcloud(a: argparse.Namespace) -> int:
@@ -199,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")
     t.add_argument("--plain", action="store_true",
                    help="uncompressed PointNet (no quantization, no rate): the input-compression baselines' classifier")
+    t.add_argument("--scans", type=float, default=0.0,
+                   help="fraction of training views that are simulated single-view scans (0..1)")
+    t.add_argument("--preprocess", help="the model's preprocessing: 'legacy' (mean, farthest point; "
+                                         "default), 'robust' (median, 90%% quantile) or a JSON dict")
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     t.set_defaults(func=_train_pointcloud)
