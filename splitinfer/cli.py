@@ -82,14 +82,22 @@ def _export_pointcloud(a: argparse.Namespace) -> int:
 def _eval_pointcloud(a: argparse.Namespace) -> int:
     from .pointcloud.evaluate import evaluate, write_json
     from .repository import ModelRepository
-    r = evaluate(a.model, a.data, ModelRepository(a.models), limit=a.limit, seed=a.seed)
+    repo = ModelRepository(a.models)
+    inputs = [None] if a.scans is None else [None, a.scans]
+    runs = [evaluate(a.model, a.data, repo, limit=a.limit, seed=a.seed, scans=s, version=a.version)
+            for s in inputs]
     if a.json:
-        write_json(r, a.json)
-    print(f"{r['model']}: accuracy {r['accuracy']:.4f} on {r['count']} clouds, "
-          f"{r['bits_mean']:.1f} bits/cloud real ({r['estimated_bits_mean']:.1f} estimated, "
-          f"+{r['container_bits_mean'] - r['bits_mean']:.0f} container header), "
-          f"round trip exact: {r['roundtrip_exact_all']}, "
-          f"encode {r['encode_ms_mean']:.2f} ms, decode {r['decode_ms_mean']:.2f} ms per cloud")
+        write_json(runs[0] if len(runs) == 1 else
+                   {"model": a.model, "version": runs[0]["version"], "clean": runs[0], "scans": runs[1]},
+                   a.json)
+    for r in runs:
+        refused = f", {r['refused']} refused" if r["refused"] else ""
+        print(f"{r['model']}@{r['version']} [{r['input']}]: accuracy {r['accuracy']:.4f} on "
+              f"{r['count']} clouds{refused}, "
+              f"{r['bits_mean']:.1f} bits/cloud real ({r['estimated_bits_mean']:.1f} estimated, "
+              f"+{r['container_bits_mean'] - r['bits_mean']:.0f} container header), "
+              f"round trip exact: {r['roundtrip_exact_all']}, "
+              f"encode {r['encode_ms_mean']:.2f} ms, decode {r['decode_ms_mean']:.2f} ms per cloud")
     return 0
 
 
@@ -268,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the full result (per-cloud bits and times) here")
     e.add_argument("--limit", type=int, help="evaluate only the first N clouds")
     e.add_argument("--seed", type=int, default=0, help="point sampling seed")
+    e.add_argument("--scans", type=int, nargs="?", const=0, metavar="SEED",
+                   help="also evaluate on simulated single-view scans of the same clouds "
+                        "(the scan benchmark; SEED fixes the scans, default 0)")
+    e.add_argument("--version", type=int, help="model version (default: the newest)")
     e.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     e.set_defaults(func=_eval_pointcloud)
 

@@ -42,7 +42,7 @@ def _convex_hull_vertices(points: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def hidden_point_removal(points: np.ndarray, camera: np.ndarray, radius_exp: float = 2.5) -> np.ndarray | None:
+def hidden_point_removal(points: np.ndarray, camera: np.ndarray, radius_exp: float = 1.5) -> np.ndarray | None:
     """Mask of the points visible from ``camera`` (Katz et al. 2007): spherical flipping about the
     camera with radius ``max|p| * 10**radius_exp``, visible = on the hull of the flipped points and
     the camera. None when no convex-hull implementation is installed."""
@@ -77,8 +77,12 @@ def zbuffer_visibility(points: np.ndarray, camera: np.ndarray, bins: int, tolera
     pixel = iu * bins + iv
     nearest = np.full(bins * bins, np.inf)
     np.minimum.at(nearest, pixel, depth)
+    # every point covers its 3x3 pixels (a splat), so a sparse sample still occludes what is behind
+    grid = np.pad(nearest.reshape(bins, bins), 1, constant_values=np.inf)
+    splat = np.min([grid[1 + du:1 + du + bins, 1 + dv:1 + dv + bins]
+                    for du in (-1, 0, 1) for dv in (-1, 0, 1)], axis=0).ravel()
     size = np.ptp(points, axis=0).max()
-    return depth <= nearest[pixel] + tolerance * size
+    return depth <= splat[pixel] + tolerance * size
 
 
 @dataclass
@@ -88,9 +92,9 @@ class ScanParams:
     azimuth: float = 0.0           # viewpoint around the up axis (radians)
     elevation: float = 0.3         # viewpoint above the horizon (radians)
     distance: float = 3.0          # viewpoint distance in object radii
-    hpr_radius_exp: float = 2.5    # HPR flipping radius, log10 of a multiple of the farthest point
-    zbuffer_bins: int = 24         # z-buffer resolution over the object
-    zbuffer_tolerance: float = 0.05
+    hpr_radius_exp: float = 1.5    # HPR flipping radius, log10 of a multiple of the farthest point
+    zbuffer_bins: int = 16         # z-buffer resolution over the object
+    zbuffer_tolerance: float = 0.2
     crop: str = "none"             # "none", "frustum" or "halfspace"
     crop_keep: float = 0.7         # half-space: fraction of the visible points kept
     frustum_half_angle: float = 0.4  # radians, camera aimed off-centre by up to this much
@@ -120,9 +124,9 @@ class ScanParams:
             azimuth=float(rng.uniform(0, 2 * np.pi)),
             elevation=float(rng.uniform(np.radians(-10), np.radians(60))),
             distance=float(np.exp(rng.uniform(np.log(1.5), np.log(8.0)))),
-            hpr_radius_exp=float(rng.uniform(1.5, 3.5)),
-            zbuffer_bins=int(rng.integers(12, 48)),
-            zbuffer_tolerance=float(rng.uniform(0.02, 0.1)),
+            hpr_radius_exp=float(rng.uniform(1.0, 2.0)),  # larger radii lose the hull's precision
+            zbuffer_bins=int(rng.integers(12, 25)),
+            zbuffer_tolerance=float(rng.uniform(0.12, 0.25)),
             crop=crop,
             crop_keep=float(rng.uniform(0.5, 0.9)),
             frustum_half_angle=float(rng.uniform(0.15, 0.5)),
