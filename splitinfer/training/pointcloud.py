@@ -133,6 +133,11 @@ class Trainer:
         self.model = PointCloudCodec(cfg.size, len(self.classes), plain=cfg.plain)
         if cfg.warm_start:
             state = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)["model"]
+            own = self.model.state_dict()
+            skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+            if skipped:  # another label set (fine-tuning on one's own classes): a fresh last layer
+                print(f"warm start: {', '.join(skipped)} re-initialised (shapes differ)")
+            state = {k: v for k, v in state.items() if k not in skipped}
             missing = self.model.load_state_dict(state, strict=False)
             print(f"warm start from {cfg.warm_start}: {missing}")
         eb = self.model.entropy_bottleneck
