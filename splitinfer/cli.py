@@ -83,11 +83,12 @@ def _eval_pointcloud(a: argparse.Namespace) -> int:
     from .pointcloud.evaluate import evaluate, write_json
     from .repository import ModelRepository
     repo = ModelRepository(a.models)
-    inputs = [None] if a.scans is None else [None, a.scans]
+    inputs = [None] if a.scans is None else [a.scans] if a.scans_only else [None, a.scans]
     runs = [evaluate(a.model, a.data, repo, limit=a.limit, seed=a.seed, scans=s, version=a.version)
             for s in inputs]
     if a.json:
-        write_json(runs[0] if len(runs) == 1 else
+        write_json(runs[0] if len(runs) == 1 and not a.scans_only else
+                   {"model": a.model, "version": runs[0]["version"], "scans": runs[0]} if a.scans_only else
                    {"model": a.model, "version": runs[0]["version"], "clean": runs[0], "scans": runs[1]},
                    a.json)
     for r in runs:
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scans", type=int, nargs="?", const=0, metavar="SEED",
                    help="also evaluate on simulated single-view scans of the same clouds "
                         "(the scan benchmark; SEED fixes the scans, default 0)")
+    e.add_argument("--scans-only", action="store_true", help="with --scans: skip the clean clouds")
     e.add_argument("--version", type=int, help="model version (default: the newest)")
     e.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     e.set_defaults(func=_eval_pointcloud)
