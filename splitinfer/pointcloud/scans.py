@@ -7,8 +7,8 @@ degrades it as sensors do:
    spherical flipping + convex hull; scipy or open3d) or a spherical z-buffer (numpy only);
 2. an optional crop: the camera's frustum aimed off-centre, or a half-space (occluder, table);
 3. non-uniform density (sparser with depth and along a random direction) and random dropouts;
-4. depth-dependent noise, mostly along the viewing ray (sigma grows with depth squared, as in
-   structured-light and stereo sensors);
+4. depth-dependent noise, mostly along the viewing ray (sigma grows with depth, up to depth
+   squared as in structured-light and stereo sensors);
 5. stray points: flying pixels between object and viewpoint, and uniform clutter in a box;
 6. the sensor frame: rotation about the up axis, raw scale (millimetres to kilometres) and offset.
 
@@ -103,8 +103,8 @@ class ScanParams:
     density_gradient: float = 0.0  # 0: uniform; 1: keep-probability falls to 0 across the object
     density_direction: tuple = (1.0, 0.0, 0.0)
     depth_density: float = 0.0     # keep-probability falls with depth (0: off)
-    noise: float = 0.005           # noise std at the object's nearest depth, in object radii
-    noise_depth_gain: float = 1.0  # std grows by (depth / nearest) ** 2 * gain
+    noise: float = 0.005           # noise std at the object's mean depth, in object radii
+    noise_depth_gain: float = 1.0  # std scales as (depth / mean depth) ** (2 * gain)
     noise_isotropic: float = 0.3   # fraction of the noise not along the ray
     flying_pixels: float = 0.0     # fraction of points pulled towards the camera (edge artefacts)
     outliers: float = 0.0          # fraction of uniform clutter points in 2x the bounding box
@@ -136,7 +136,7 @@ class ScanParams:
             density_direction=tuple(float(v) for v in direction / np.linalg.norm(direction)),
             depth_density=float(rng.uniform(0.0, 0.8)),
             noise=float(rng.uniform(0.0, 0.02)),
-            noise_depth_gain=float(rng.uniform(0.0, 2.0)),
+            noise_depth_gain=float(rng.uniform(0.0, 1.0)),
             noise_isotropic=float(rng.uniform(0.1, 0.5)),
             flying_pixels=float(rng.uniform(0.0, 0.03)),
             outliers=float(rng.uniform(0.0, 0.05)),
@@ -208,7 +208,7 @@ def simulate(points: np.ndarray, params: ScanParams, rng: np.random.Generator) -
     rays = obj - camera
     d = np.linalg.norm(rays, axis=1, keepdims=True)
     unit = rays / d
-    sigma = p.noise * (1.0 + p.noise_depth_gain * ((d / near) ** 2 - 1.0))
+    sigma = p.noise * (d / d.mean()) ** (2 * p.noise_depth_gain)
     along = rng.normal(size=(len(obj), 1)) * sigma * (1 - p.noise_isotropic)
     across = rng.normal(size=obj.shape) * sigma * p.noise_isotropic
     obj = obj + along * unit + across
