@@ -333,6 +333,7 @@ def load_scan_rows(results: str | Path, models: str | Path) -> list[dict]:
             "bits_scan": e["scans"]["bits_mean"], "accuracy_scan": e["scans"]["accuracy"],
             "refused_scan": e["scans"].get("refused", 0), "scan_seed": e["scans"].get("input"),
             "train_wall_s": t.get("wall_time_s"),
+            "train_wall_with_warm_start_s": t.get("wall_time_with_warm_start_s"),
             "command": f"splitinfer eval pointcloud --model {name} --version {version} "
                        f"--data modelnet40_test.npz --scans 0" + ("" if e.get("clean") else " --scans-only"),
         })
@@ -366,9 +367,11 @@ def summarize_scans(rows: list[dict]) -> dict:
 
 def scans_table(summary: dict) -> str:
     lines = ["| model | version | trained on | bits (clean) | clean accuracy | bits (scans) | "
-             "scan accuracy | train wall |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+             "scan accuracy | train wall (own) |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in summary["rows"]:
         wall = "–" if r["train_wall_s"] is None else f"{r['train_wall_s'] / 60:.1f} min"
+        if r.get("train_wall_with_warm_start_s"):
+            wall += f" ({r['train_wall_with_warm_start_s'] / 60:.0f} with warm starts)"
         lines.append(f"| {r['model']} | {r['version']} | {'clean + scans' if r['scan_trained'] else 'clean'} | "
                      f"{_fmt(r['bits_clean'])} | {_fmt(None if r['accuracy_clean'] is None else 100 * r['accuracy_clean'])}"
                      f"{'' if r['accuracy_clean'] is None else '%'} | {r['bits_scan']:.1f} | "
