@@ -7,7 +7,8 @@ from edge_client import EdgeClient
 from splitinfer.pointcloud.preprocess import InvalidPointCloud
 from splitinfer.repository import ModelRepository
 
-MODEL = "micro-p1024-l16000"
+MODEL = "micro-p1024-l16000@1"   # mean / farthest-point preprocessing (no "preprocess" in its config)
+ROBUST_MODEL = "micro-p1024-l16000@2"  # median / quantile preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +18,9 @@ def client():
     c.close()
 
 
-def _symbols(client, cloud):
-    data, _, dropped = client.encode_frame(cloud)
-    return ModelRepository().load(MODEL).decode(data), dropped
+def _symbols(client, cloud, model=MODEL):
+    data, _, dropped = client.encode_frame(cloud, model, container=True)
+    return ModelRepository().load(model).decode(data), dropped
 
 
 def test_nan_holes_are_dropped_and_counted(client, sample):
@@ -54,7 +55,10 @@ def test_huge_coordinates_give_the_objects_answer(client, sample, factor):
     assert np.abs(y_hat.astype(int) - ref).max() <= 1  # float rounding at most
 
 
-def test_one_far_stray_point_is_refused_not_classified(client, sample):
+def test_one_far_stray_point_is_refused_or_dropped_never_squashes_the_object(client, sample):
     frame = np.vstack([sample["points"][0], [[1e30, 0, 0]]])
     with pytest.raises(InvalidPointCloud, match="farther"):
-        client.encode_frame(frame)
+        client.encode_frame(frame)          # farthest-point scaling: refused
+    robust, _ = _symbols(client, frame, ROBUST_MODEL)
+    clean, _ = _symbols(client, sample["points"][0], ROBUST_MODEL)
+    assert np.abs(robust.astype(int) - clean).mean() < 0.5   # the stray point is dropped
