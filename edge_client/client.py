@@ -43,8 +43,9 @@ import grpc
 import numpy as np
 
 from splitinfer.codec import BitstreamError, Container
+from splitinfer.codec import encode as encode_latent
 from splitinfer.pointcloud.io import Cloud
-from splitinfer.pointcloud.preprocess import InvalidPointCloud, validate
+from splitinfer.pointcloud.preprocess import MIN_POINTS, InvalidPointCloud, preprocess
 from splitinfer.proto.v2 import inference_pb2 as pb2
 from splitinfer.proto.v2 import inference_pb2_grpc as pb2_grpc
 
@@ -89,7 +90,7 @@ class EdgeClient:
                  reconnect_timeout_s: float = 30.0, backoff_initial_s: float = 0.05,
                  backoff_max_s: float = 2.0, frame_retries: int = 20, seed: int = 0,
                  max_message_bytes: int = 1 << 20, slowdown: float = 1.0, top_k: int = 0,
-                 timings: bool = False, lb: str | None = None):
+                 timings: bool = False, lb: str | None = None, min_points: int = MIN_POINTS):
         self.server = server
         self.model_name = model
         self.models_dir = models_dir
@@ -100,6 +101,7 @@ class EdgeClient:
         self.backoff_max_s = backoff_max_s
         self.frame_retries = frame_retries
         self.seed = seed
+        self.min_points = min_points  # fewer valid (finite) points: the frame is refused
         self.slowdown = max(1.0, float(slowdown))  # emulate a device this many times slower
         self.max_message_bytes = max_message_bytes   # larger frames fail here, unsent
         self.top_k = top_k                            # classes in each answer's top list
@@ -134,17 +136,24 @@ class EdgeClient:
 
     def encode(self, points, model: str | None = None, name: str = "input",
                container: bool = False) -> tuple[bytes, float]:
-        """(bytes, encode ms) of one raw cloud (N, 3): validate, preprocess, encode. The bytes are
-        a stream frame's latent, or a self-describing container with ``container=True``."""
+        """(bytes, encode ms) of one raw cloud (N, 3): preprocess, encode. The bytes are a stream
+        frame's latent, or a self-describing container with ``container=True``."""
+        return self.encode_frame(points, model, name, container)[:2]
+
+    def encode_frame(self, points, model: str | None = None, name: str = "input",
+                     container: bool = False) -> tuple[bytes, float, int]:
+        """``encode`` of one raw sensor frame (N, 3), also returning how many NaN/inf points the
+        model's preprocessing dropped; InvalidPointCloud when fewer than ``min_points`` are valid."""
         m = self.edge_model(model)
-        pts = validate(points, name)
         t0 = time.perf_counter()
-        data = (m.encode if container else m.encode_latent)(pts, seed=self.seed, name=name)
+        r = preprocess(points, m.points, self.seed, name, m.preprocess_spec, self.min_points, True)
+        y_hat = m.encode_symbols(r.points[None])[0]
+        data = m.pack(y_hat) if container else encode_latent(np.asarray(y_hat, np.int32), m.tables)
         took = time.perf_counter() - t0
         if self.slowdown > 1:  # a slower device: the same work takes `slowdown` times as long
             time.sleep(took * (self.slowdown - 1))
             took *= self.slowdown
-        return data, took * 1e3
+        return data, took * 1e3, r.dropped
 
     # -- unary ----------------------------------------------------------------------------------------
     def classify_payload(self, payload: bytes, model: str | None = None, timeout_s: float | None = None,
@@ -168,8 +177,8 @@ class EdgeClient:
                  label: int | None = None, timeout_s: float | None = None) -> Result:
         """Encode one cloud (N, 3) here and classify it in the cloud (a unary call)."""
         model = model or self.model_name
-        payload, enc = self.encode(points, model, name, container=True)
-        frame = Frame(0, payload, name, label, enc, sends=1, model=model)
+        payload, enc, dropped = self.encode_frame(points, model, name, container=True)
+        frame = Frame(0, payload, name, label, enc, sends=1, model=model, dropped_points=dropped)
         frame.t_send = time.perf_counter()
         resp = self.classify_payload(payload, model, timeout_s)
         return from_response(frame, resp, (time.perf_counter() - frame.t_send) * 1e3, self.classes(model),
@@ -238,10 +247,11 @@ class EdgeClient:
                     use = model
                     if controller is not None:
                         use = controller.choose(time.perf_counter()).model
-                    data, enc = self.encode(cloud.points, use, cloud.name)
+                    data, enc, dropped = self.encode_frame(cloud.points, use, cloud.name)
                     if controller is not None:
                         controller.on_encoded(use, enc)
-                    frame = Frame(seq, data, cloud.name, cloud.label, enc, model=use)
+                    frame = Frame(seq, data, cloud.name, cloud.label, enc, model=use,
+                                  dropped_points=dropped)
                 frame.t_ready = time.perf_counter()
                 sess.put(frame)
                 yield from sess.take_results(block=False)

@@ -38,6 +38,7 @@ class Result:
     model: str | None = None               # the model the frame was encoded with
     wait_ms: float = 0.0                   # client: encoded -> first sent (waiting for the window)
     response_bytes: int = 0                # serialized size of the answer
+    dropped_points: int = 0                # client: NaN/inf points dropped before encoding
 
     @property
     def latency_ms(self) -> float:
@@ -141,7 +142,8 @@ def from_response(frame, resp, rtt_ms: float, classes: Sequence[str], header_byt
     r = Result(seq=frame.seq, name=frame.name, true_label=frame.label, payload_bytes=len(frame.payload),
                header_bytes=header_bytes, encode_ms=frame.encode_ms, rtt_ms=rtt_ms, sends=frame.sends,
                duplicate=getattr(resp, "duplicate", False), model=frame.model, wait_ms=frame.wait_ms,
-               response_bytes=resp.ByteSize(), backoff_ms=frame.backoff_ms)
+               response_bytes=resp.ByteSize(), backoff_ms=frame.backoff_ms,
+               dropped_points=frame.dropped_points)
     err = getattr(resp, "error", None)
     if err is not None and resp.HasField("error") and err.code != 0:
         r.error = f"{_CODE_NAMES.get(err.code, err.code)}: {err.message}"

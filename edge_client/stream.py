@@ -65,6 +65,7 @@ class Frame:
     t_ready: float = 0.0           # when it was encoded (perf_counter)
     wait_ms: float = 0.0           # t_ready -> first send
     backoff_ms: float = 0.0        # waited before resends
+    dropped_points: int = 0        # NaN/inf points dropped before encoding
 
 
 class Attempt:

@@ -35,9 +35,19 @@ def _train_pointcloud(a: argparse.Namespace) -> int:
                       teacher_models=a.teacher_models, kd_alpha=a.kd_alpha,
                       kd_temperature=a.kd_temperature,
                       bn_batches=a.bn_batches, feature_views=a.feature_views, plain=a.plain,
+                      scans=a.scans, preprocess=_preprocess_spec(a.preprocess),
                       max_batches=a.max_batches, threads=a.threads)
     train(cfg)
     return 0
+
+
+def _preprocess_spec(text: str | None) -> dict | None:
+    """--preprocess: 'legacy' (mean, farthest point), 'robust' (preprocess.ROBUST) or a JSON dict."""
+    import json
+    from .pointcloud.preprocess import ROBUST
+    if text in (None, "legacy"):
+        return None
+    return dict(ROBUST) if text == "robust" else json.loads(text)
 
 
 def _recover_pointcloud(a: argparse.Namespace) -> int:
@@ -72,14 +82,23 @@ def _export_pointcloud(a: argparse.Namespace) -> int:
 def _eval_pointcloud(a: argparse.Namespace) -> int:
     from .pointcloud.evaluate import evaluate, write_json
     from .repository import ModelRepository
-    r = evaluate(a.model, a.data, ModelRepository(a.models), limit=a.limit, seed=a.seed)
+    repo = ModelRepository(a.models)
+    inputs = [None] if a.scans is None else [a.scans] if a.scans_only else [None, a.scans]
+    runs = [evaluate(a.model, a.data, repo, limit=a.limit, seed=a.seed, scans=s, version=a.version)
+            for s in inputs]
     if a.json:
-        write_json(r, a.json)
-    print(f"{r['model']}: accuracy {r['accuracy']:.4f} on {r['count']} clouds, "
-          f"{r['bits_mean']:.1f} bits/cloud real ({r['estimated_bits_mean']:.1f} estimated, "
-          f"+{r['container_bits_mean'] - r['bits_mean']:.0f} container header), "
-          f"round trip exact: {r['roundtrip_exact_all']}, "
-          f"encode {r['encode_ms_mean']:.2f} ms, decode {r['decode_ms_mean']:.2f} ms per cloud")
+        write_json(runs[0] if len(runs) == 1 and not a.scans_only else
+                   {"model": a.model, "version": runs[0]["version"], "scans": runs[0]} if a.scans_only else
+                   {"model": a.model, "version": runs[0]["version"], "clean": runs[0], "scans": runs[1]},
+                   a.json)
+    for r in runs:
+        refused = f", {r['refused']} refused" if r["refused"] else ""
+        print(f"{r['model']}@{r['version']} [{r['input']}]: accuracy {r['accuracy']:.4f} on "
+              f"{r['count']} clouds{refused}, "
+              f"{r['bits_mean']:.1f} bits/cloud real ({r['estimated_bits_mean']:.1f} estimated, "
+              f"+{r['container_bits_mean'] - r['bits_mean']:.0f} container header), "
+              f"round trip exact: {r['roundtrip_exact_all']}, "
+              f"encode {r['encode_ms_mean']:.2f} ms, decode {r['decode_ms_mean']:.2f} ms per cloud")
     return 0
 
 
@@ -199,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training batches that re-estimate BatchNorm statistics before validation (0: off)")
     t.add_argument("--plain", action="store_true",
                    help="uncompressed PointNet (no quantization, no rate): the input-compression baselines' classifier")
+    t.add_argument("--scans", type=float, default=0.0,
+                   help="fraction of training views that are simulated single-view scans (0..1)")
+    t.add_argument("--preprocess", help="the model's preprocessing: 'legacy' (mean, farthest point; "
+                                         "default), 'robust' (median, 90%% quantile) or a JSON dict")
     t.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     t.set_defaults(func=_train_pointcloud)
@@ -254,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the full result (per-cloud bits and times) here")
     e.add_argument("--limit", type=int, help="evaluate only the first N clouds")
     e.add_argument("--seed", type=int, default=0, help="point sampling seed")
+    e.add_argument("--scans", type=int, nargs="?", const=0, metavar="SEED",
+                   help="also evaluate on simulated single-view scans of the same clouds "
+                        "(the scan benchmark; SEED fixes the scans, default 0)")
+    e.add_argument("--scans-only", action="store_true", help="with --scans: skip the clean clouds")
+    e.add_argument("--version", type=int, help="model version (default: the newest)")
     e.add_argument("--models", help="model repository (default: models/ or $SPLITINFER_MODELS)")
     e.set_defaults(func=_eval_pointcloud)
 

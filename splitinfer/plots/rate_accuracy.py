@@ -4,7 +4,12 @@ Inputs (all optional but the first):
 - ``results/pointcloud/eval/<model>.json``: ``splitinfer eval pointcloud`` output (real bits);
 - ``models/<model>/<version>/config.json``: size, points, lmbda, training wall time;
 - ``results/pointcloud/draco.json``: ``splitinfer baseline draco`` output;
-- ``models/plain-pointnet-p1024/1/config.json``: the plain PointNet's training record.
+- ``models/plain-pointnet-p1024/1/config.json``: the plain PointNet's training record;
+- ``results/pointcloud/scans/<model>@<version>.json``: ``splitinfer eval pointcloud --scans``
+  output (clean and scan accuracy at real bits), for the scan benchmark's table and plot.
+
+The main table and plot cover the models trained on clean clouds (configs without a
+``preprocess`` section); the scan benchmark covers both those and the scan-trained versions.
 """
 from __future__ import annotations
 
@@ -43,7 +48,8 @@ def load_rows(results: str | Path, models: str | Path) -> list[dict]:
     configs = {}
     for p in sorted(models.glob("*/*/config.json")):
         c = _read(p)
-        if c and c.get("task", "pointcloud-classification") == "pointcloud-classification" and "size" in c:
+        if c and c.get("task", "pointcloud-classification") == "pointcloud-classification" and "size" in c \
+                and "preprocess" not in c:  # scan-trained versions: load_scan_rows
             if c["name"] not in configs or int(c.get("version", 1)) > int(configs[c["name"]].get("version", 1)):
                 configs[c["name"]] = c
     evals = {}
@@ -306,6 +312,111 @@ def plot_rate_accuracy(summary: dict, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+def load_scan_rows(results: str | Path, models: str | Path) -> list[dict]:
+    """One row per evaluated model version: clean and scan accuracy at real bits, joined with the
+    version's config. A result without its clean half takes it from ``eval/<model>.json``."""
+    results, models = Path(results), Path(models)
+    rows = []
+    for p in sorted((results / "scans").glob("*.json")):
+        e = _read(p)
+        if not e or "scans" not in e:
+            continue
+        name, version = e["model"], int(e.get("version", 1))
+        c = _read(models / name / str(version) / "config.json") or {}
+        clean = e.get("clean") or (_read(results / "eval" / f"{name}.json") if version == 1 else None)
+        t = c.get("training", {})
+        rows.append({
+            "model": name, "version": version, "size": c.get("size"), "points": c.get("points"),
+            "lmbda": c.get("lmbda"), "scan_trained": "preprocess" in c,
+            "bits_clean": clean["bits_mean"] if clean else None,
+            "accuracy_clean": clean["accuracy"] if clean else None,
+            "bits_scan": e["scans"]["bits_mean"], "accuracy_scan": e["scans"]["accuracy"],
+            "refused_scan": e["scans"].get("refused", 0), "scan_seed": e["scans"].get("input"),
+            "train_wall_s": t.get("wall_time_s"),
+            "train_wall_with_warm_start_s": t.get("wall_time_with_warm_start_s"),
+            "command": f"splitinfer eval pointcloud --model {name} --version {version} "
+                       f"--data modelnet40_test.npz --scans 0" + ("" if e.get("clean") else " --scans-only"),
+        })
+    rows.sort(key=lambda r: (SIZES.index(r["size"]) if r["size"] in SIZES else 9, not r["scan_trained"],
+                             r["bits_scan"]))
+    return rows
+
+
+def summarize_scans(rows: list[dict]) -> dict:
+    """Best clean and scan accuracy per size and family, bits at 80% clean, full's best scan
+    accuracy at 100 real bits or fewer."""
+    out: dict = {"rows": rows, "best": {}, "bits_at_80_clean": {}, "full_scan_at_100_bits": {}}
+    for size in SIZES:
+        for trained in (False, True):
+            sel = [r for r in rows if r["size"] == size and r["scan_trained"] == trained and r["points"] == 1024]
+            if not sel:
+                continue
+            fam = "scan_trained" if trained else "clean_trained"
+            clean = [r for r in sel if r["accuracy_clean"] is not None]
+            out["best"].setdefault(size, {})[fam] = {
+                "scan": max(r["accuracy_scan"] for r in sel),
+                "clean": max((r["accuracy_clean"] for r in clean), default=None)}
+            if clean:
+                out["bits_at_80_clean"].setdefault(size, {})[fam] = interpolate_rate(
+                    [r["bits_clean"] for r in clean], [r["accuracy_clean"] for r in clean], 0.80)
+            if size == "full":
+                low = [r["accuracy_scan"] for r in sel if r["bits_scan"] <= 100]
+                out["full_scan_at_100_bits"][fam] = max(low) if low else None
+    return out
+
+
+def scans_table(summary: dict) -> str:
+    lines = ["| model | version | trained on | bits (clean) | clean accuracy | bits (scans) | "
+             "scan accuracy | train wall (own) |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in summary["rows"]:
+        wall = "–" if r["train_wall_s"] is None else f"{r['train_wall_s'] / 60:.1f} min"
+        if r.get("train_wall_with_warm_start_s"):
+            wall += f" ({r['train_wall_with_warm_start_s'] / 60:.0f} with warm starts)"
+        lines.append(f"| {r['model']} | {r['version']} | {'clean + scans' if r['scan_trained'] else 'clean'} | "
+                     f"{_fmt(r['bits_clean'])} | {_fmt(None if r['accuracy_clean'] is None else 100 * r['accuracy_clean'])}"
+                     f"{'' if r['accuracy_clean'] is None else '%'} | {r['bits_scan']:.1f} | "
+                     f"{100 * r['accuracy_scan']:.1f}% | {wall} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scans(summary: dict, path: str | Path, dpi: int = 110) -> Path:
+    """Clean and scan accuracy against real bits for each size: clean-trained models (thin, pale)
+    and scan-trained ones (bold); solid lines clean clouds, dashed lines scans."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10.6, 5.4))
+    for size in SIZES:
+        for trained in (False, True):
+            sel = [r for r in summary["rows"] if r["size"] == size and r["scan_trained"] == trained
+                   and r["points"] == 1024]
+            if not sel:
+                continue
+            kw = dict(color=COLORS[size], lw=1.9 if trained else 0.9, alpha=1.0 if trained else 0.45)
+            who = "scan-trained" if trained else "clean-trained"
+            clean = sorted((r for r in sel if r["accuracy_clean"] is not None), key=lambda r: r["bits_clean"])
+            if clean:
+                ax.plot([r["bits_clean"] for r in clean], [100 * r["accuracy_clean"] for r in clean],
+                        ls="-", marker="o", ms=4, label=f"{size}, {who}: clean", **kw)
+            sc = sorted(sel, key=lambda r: r["bits_scan"])
+            ax.plot([r["bits_scan"] for r in sc], [100 * r["accuracy_scan"] for r in sc], ls="--",
+                    marker="s", ms=4, label=f"{size}, {who}: scans", **kw)
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per cloud, real (log scale)")
+    ax.set_ylabel("top-1 accuracy, ModelNet40 test (%)")
+    ax.set_title("Clean clouds and simulated single-view scans (seed 0), P=1024")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_ylim(0, 92)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), framealpha=0.9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def make_all(results: str | Path = "results/pointcloud", models: str | Path = "models") -> dict:
     """Regenerate summary.json, table.md and rate_accuracy.png under ``results``."""
     results, models = Path(results), Path(models)
@@ -317,4 +428,10 @@ def make_all(results: str | Path = "results/pointcloud", models: str | Path = "m
     (results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (results / "table.md").write_text(markdown_table(summary))
     plot_rate_accuracy(summary, results / "rate_accuracy.png")
+    scan_rows = load_scan_rows(results, models)
+    if scan_rows:
+        scans = summarize_scans(scan_rows)
+        (results / "scans_summary.json").write_text(json.dumps(scans, indent=1) + "\n")
+        (results / "scans_table.md").write_text(scans_table(scans))
+        plot_scans(scans, results / "rate_accuracy_scans.png")
     return summary

@@ -1,9 +1,13 @@
 """``splitinfer eval pointcloud``: real bitstreams, torch-free.
 
-Every cloud goes through the deployed path: preprocess -> ONNX encoder -> range coding ->
-container bytes -> unpack -> range decoding -> ONNX classifier. Rates are the payload's real
-size in bits (8 x bytes); the container header is reported separately. Estimated bits are the
+Every cloud goes through the deployed path: the model's preprocessing -> ONNX encoder -> range
+coding -> container bytes -> unpack -> range decoding -> ONNX classifier. Rates are the payload's
+real size in bits (8 x bytes); the container header is reported separately. Estimated bits are the
 information content of y_hat under the same quantized tables (sum of -log2 p).
+
+With ``scans=SEED`` every test cloud is first replaced by its simulated single-view scan
+(scans.scan_set, cloud i drawn from SEED and i): the scan benchmark. A cloud the preprocessing
+refuses (InvalidPointCloud) counts as wrong and is reported under ``refused``.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from tqdm import tqdm
 
 from ..codec import Container
 from ..repository import ModelRepository
-from .preprocess import preprocess
+from .preprocess import InvalidPointCloud
+from .scans import scan_set
 
 
 def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -34,12 +39,15 @@ def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(model_name: str, data: str | Path, repo: ModelRepository | None = None,
-             limit: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+             limit: int | None = None, seed: int = 0, progress: bool = True,
+             scans: int | None = None, version: int | None = None) -> dict:
     repo = repo or ModelRepository()
-    model = repo.load(model_name)
+    model = repo.load(model_name, version)
     points, labels = load_labelled(data)
     if limit:
         points, labels = points[:limit], labels[:limit]
+    if scans is not None:
+        points = scan_set(points, scans)
     n = len(labels)
     payload_bits = np.zeros(n)
     container_bits = np.zeros(n)
@@ -48,9 +56,14 @@ def evaluate(model_name: str, data: str | Path, repo: ModelRepository | None = N
     decode_ms = np.zeros(n)
     exact = 0
     decoded = np.zeros((n, model.channels), np.float32)
+    refused = np.zeros(n, bool)
     for i in tqdm(range(n), desc=model_name, disable=not progress, leave=False):
         t0 = time.perf_counter()
-        x = preprocess(points[i], model.points, seed, name=f"cloud {i}")[None]
+        try:
+            x = model.preprocess(points[i], seed, name=f"cloud {i}")[None]
+        except InvalidPointCloud:
+            refused[i] = True
+            continue
         y_hat = model.encode_symbols(x)[0]
         data_bytes = model.pack(y_hat)
         t1 = time.perf_counter()
@@ -66,16 +79,21 @@ def evaluate(model_name: str, data: str | Path, repo: ModelRepository | None = N
     t0 = time.perf_counter()
     logits = np.concatenate([model.classify(decoded[i:i + 256]) for i in range(0, n, 256)])
     classify_ms = (time.perf_counter() - t0) * 1e3 / max(n, 1)
-    pred = logits.argmax(1)
+    pred = np.where(refused, -1, logits.argmax(1))
+    ok = ~refused
     return {
-        "model": model_name, "data": str(data), "count": n,
+        "model": model_name, "version": model.config.version, "data": str(data), "count": n,
+        "input": "clean" if scans is None else f"scans seed {scans}",
+        "preprocess": model.preprocess_spec,
         "accuracy": float((pred == labels).mean()),
-        "bits_mean": float(payload_bits.mean()),
-        "estimated_bits_mean": float(estimated.mean()),
-        "overhead_bits_mean": float((payload_bits - estimated).mean()),
-        "container_bits_mean": float(container_bits.mean()),
-        "roundtrip_exact": exact, "roundtrip_exact_all": exact == n,
-        "encode_ms_mean": float(encode_ms.mean()), "decode_ms_mean": float(decode_ms.mean()),
+        "refused": int(refused.sum()),
+        "bits_mean": float(payload_bits[ok].mean()) if ok.any() else 0.0,
+        "estimated_bits_mean": float(estimated[ok].mean()) if ok.any() else 0.0,
+        "overhead_bits_mean": float((payload_bits - estimated)[ok].mean()) if ok.any() else 0.0,
+        "container_bits_mean": float(container_bits[ok].mean()) if ok.any() else 0.0,
+        "roundtrip_exact": exact, "roundtrip_exact_all": exact == int(ok.sum()),
+        "encode_ms_mean": float(encode_ms[ok].mean()) if ok.any() else 0.0,
+        "decode_ms_mean": float(decode_ms[ok].mean()) if ok.any() else 0.0,
         "classify_ms_per_cloud_batched": classify_ms,
         "encode_ms": encode_ms.round(4).tolist(), "decode_ms": decode_ms.round(4).tolist(),
         "bits": payload_bits.astype(int).tolist(),

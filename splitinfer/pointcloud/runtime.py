@@ -11,7 +11,7 @@ from ..codec import (CdfTables, Container, CorruptPayload, PayloadKind, SymbolOu
 from ..onnx import session
 from ..registry import Runtime, register_runtime
 from ..repository import ModelConfig, load_tables
-from .preprocess import preprocess
+from .preprocess import MIN_POINTS, PreprocessResult, preprocess
 
 #: A decoded symbol may lie this many table ranges (``lengths[c]``, at least 2) outside its
 #: channel's range before it is refused: the encoders' rare escapes reach 1 to 4 past the range
@@ -47,10 +47,19 @@ class PointCloudModel(Runtime):
         self.classes: list[str] = list(config.raw["classes"])
         self.points: int = int(config.raw["points"])
         self.channels: int = int(config.raw["channels"])
+        self.preprocess_spec: dict | None = config.raw.get("preprocess")  # None: mean / max radius
+        self.min_points: int = MIN_POINTS
         self._encoder: InferenceSession | None = None
         self._classifier: InferenceSession | None = None
 
     # -- edge -----------------------------------------------------------------------------------
+    def preprocess(self, cloud: np.ndarray, seed: int = 0, name: str = "input",
+                   return_stats: bool = False) -> np.ndarray | PreprocessResult:
+        """Raw cloud (N, 3) -> the encoder's input (P, 3) by this model's preprocessing (its
+        config's ``preprocess``); NaN/inf points dropped (counted with ``return_stats``)."""
+        return preprocess(cloud, self.points, seed, name=name, spec=self.preprocess_spec,
+                          min_points=self.min_points, return_stats=return_stats)
+
     def encode_symbols(self, points: np.ndarray) -> np.ndarray:
         """Preprocessed clouds (B, P, 3) -> integer symbols y_hat (B, C) with the ONNX encoder."""
         if self._encoder is None:
@@ -65,7 +74,7 @@ class PointCloudModel(Runtime):
 
     def encode_latent(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> the range-coded y_hat alone (no container): a stream frame's bytes."""
-        x = preprocess(cloud, self.points, seed, name=name)[None]
+        x = self.preprocess(cloud, seed, name)[None]
         return encode(np.asarray(self.encode_symbols(x)[0], np.int32), self.tables)
 
     def decode_latent(self, payload: bytes) -> np.ndarray:
@@ -75,7 +84,7 @@ class PointCloudModel(Runtime):
 
     def encode(self, cloud: np.ndarray, seed: int = 0, name: str = "input") -> bytes:
         """Raw cloud (N, 3) -> container bytes: preprocess, ONNX encoder, range coding."""
-        x = preprocess(cloud, self.points, seed, name=name)[None]
+        x = self.preprocess(cloud, seed, name)[None]
         return self.pack(self.encode_symbols(x)[0])
 
     # -- cloud ----------------------------------------------------------------------------------

@@ -20,19 +20,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..pointcloud.preprocess import preprocess_batch
 
 
 def teacher_logits(name: str, clouds: np.ndarray, models: str = "models", batch: int = 256,
                    threads: int | None = None) -> np.ndarray:
     """Logits (N, classes) of the shipped model ``name`` for raw ``clouds`` (N, P0, 3), through the
-    served pipeline: preprocessing (seed 0), ONNX encoder, y_hat, ONNX classifier."""
+    served pipeline: the model's preprocessing (seed 0), ONNX encoder, y_hat, ONNX classifier."""
     from ..pointcloud.runtime import PointCloudModel
     from ..repository import ModelRepository
     model = PointCloudModel(ModelRepository(models).config(name), threads=threads or 1)
     out = []
     for i in tqdm(range(0, len(clouds), batch), desc=f"teacher {name}", disable=None):
-        x = preprocess_batch(clouds[i:i + batch], model.points, seed=0)
+        x = np.stack([model.preprocess(c, 0, name=f"cloud {i + k}") for k, c in enumerate(clouds[i:i + batch])])
         out.append(model.classify(model.encode_symbols(x)))
     return np.concatenate(out).astype(np.float32)
 

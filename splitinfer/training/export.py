@@ -78,10 +78,12 @@ def _onnx(module: nn.Module, example: torch.Tensor, path: Path, inp: str, out: s
 
 def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "models",
                       version: int | None = None, recon_checkpoint: str | Path | None = None,
-                      recipe: str = "") -> Path:
+                      recipe: str = "", training: dict | None = None) -> Path:
     """Write the model's artifacts and config (with its digest) into a new version folder
     (default: the next free version; an existing one is refused, versions are immutable);
-    returns the folder."""
+    returns the folder. The checkpoint's preprocessing (``TrainConfig.preprocess``) goes into the
+    config's ``preprocess``; ``training`` (a structured record: data, schedule, warm start as
+    ``name@version``, wall time, metrics) replaces the default ``training`` section."""
     model, state = load_checkpoint(checkpoint)
     cfg = state["config"]
     out = new_version_folder(models, name, version)
@@ -113,8 +115,11 @@ def export_pointcloud(checkpoint: str | Path, name: str, models: str | Path = "m
             "recipe": recipe, "torch": torch.__version__,
         },
         "metrics": {},
+        **({"preprocess": cfg["preprocess"]} if cfg.get("preprocess") else {}),
         "onnx_torch_parity": sample_parity(checkpoint, out / "encoder.onnx", P),
     }
+    if training is not None:
+        config["training"] = {**training, "torch": torch.__version__}
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     write_digest(out / "config.json")
     return out
@@ -159,7 +164,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_modelnet40.npz"
 def sample_parity(checkpoint: str | Path, encoder_onnx: str | Path, points: int) -> dict:
     """ONNX vs torch encoder on the bundled sample (preprocessed as at the edge)."""
     from ..pointcloud.preprocess import preprocess_batch
+    spec = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"].get("preprocess")
     with np.load(SAMPLE) as f:
-        x = preprocess_batch(f["points"], points, seed=0)
+        x = preprocess_batch(f["points"], points, seed=0, spec=spec)
     bad = onnx_torch_parity(checkpoint, encoder_onnx, x)
     return {"clouds": len(x), "mismatched_symbols": bad, "data": "splitinfer/data/sample_modelnet40.npz"}

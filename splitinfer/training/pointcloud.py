@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from ..nn.models import PointCloudCodec
 from ..pointcloud import data as mn40
-from ..pointcloud.preprocess import normalize
+from ..pointcloud.preprocess import normalize, preprocess, preprocess_batch
+from ..pointcloud.scans import scan, scan_set
 from .distill import distillation_loss, teacher_logits
 from .loop import cosine_lr, optimizer_step, start_run
 
@@ -61,6 +62,8 @@ class TrainConfig:
     teacher_models: str = "models"  # the model repository that holds ``teacher``
     kd_alpha: float = 0.5  # weight of the distillation term against the hard-label cross-entropy
     kd_temperature: float = 4.0
+    scans: float = 0.0  # fraction of training views that are simulated scans (scans.py)
+    preprocess: dict | None = None  # the model's preprocessing (preprocess.py); None: mean / max radius
     max_batches: int | None = None  # cap per epoch (smoke tests)
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -88,10 +91,28 @@ def _subset(points: np.ndarray, count: int, rng: np.random.Generator, augment: b
     return out.astype(np.float32)
 
 
-def _fixed_subset(points: np.ndarray, count: int, seed: int) -> np.ndarray:
+def _views(points: np.ndarray, count: int, rng: np.random.Generator, spec: dict | None,
+           scans: float, augment: bool) -> np.ndarray:
+    """One training view of every cloud, through the model's preprocessing ``spec``: a simulated
+    scan with probability ``scans``, else the complete cloud (anisotropically scaled when
+    ``augment``); then ``count`` points sampled as at the edge (a fresh seed per view)."""
+    out = np.empty((len(points), count, 3), np.float32)
+    for i, c in enumerate(points):
+        if rng.random() < scans:
+            c = scan(c, rng)
+        elif augment:
+            c = c * rng.uniform(0.8, 1.25, size=(1, 3)).astype(np.float32)
+        out[i] = preprocess(c, count, int(rng.integers(2 ** 31)), spec=spec)
+    return out
+
+
+VAL_SCAN_SEED = 1
+"""Seed of the validation split's scans (the benchmark's test scans default to seed 0)."""
+
+
+def _fixed_subset(points: np.ndarray, count: int, seed: int, spec: dict | None = None) -> np.ndarray:
     """The evaluation subset: the same preprocessing the torch-free pipeline applies."""
-    from ..pointcloud.preprocess import preprocess_batch
-    return preprocess_batch(points, count, seed)
+    return preprocess_batch(points, count, seed, spec=spec)
 
 
 class Trainer:
@@ -101,12 +122,22 @@ class Trainer:
         points, labels = mn40.load_split(cfg.data, "train")
         tr, va = mn40.train_val_split(labels, cfg.val_fraction, cfg.seed)
         self.train_points, self.train_labels = points[tr], labels[tr]
-        self.val_points = _fixed_subset(points[va], cfg.points, seed=0)
+        self.val_points = _fixed_subset(points[va], cfg.points, seed=0, spec=cfg.preprocess)
         self.val_labels = labels[va]
+        self.val_clean = len(va)  # the first val_clean validation clouds are clean, the rest scans
+        if cfg.scans:  # validate on the clean clouds and on one scan of each
+            scans = _fixed_subset(scan_set(points[va], VAL_SCAN_SEED), cfg.points, 0, cfg.preprocess)
+            self.val_points = np.concatenate([self.val_points, scans])
+            self.val_labels = np.concatenate([self.val_labels, labels[va]])
         self.classes = mn40.load_classes(cfg.data)
         self.model = PointCloudCodec(cfg.size, len(self.classes), plain=cfg.plain)
         if cfg.warm_start:
             state = torch.load(cfg.warm_start, map_location="cpu", weights_only=False)["model"]
+            own = self.model.state_dict()
+            skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+            if skipped:  # another label set (fine-tuning on one's own classes): a fresh last layer
+                print(f"warm start: {', '.join(skipped)} re-initialised (shapes differ)")
+            state = {k: v for k, v in state.items() if k not in skipped}
             missing = self.model.load_state_dict(state, strict=False)
             print(f"warm start from {cfg.warm_start}: {missing}")
         eb = self.model.entropy_bottleneck
@@ -178,6 +209,8 @@ class Trainer:
     def _sample(self, clouds: np.ndarray) -> np.ndarray:
         """This epoch's training view of ``clouds``: subset and augmentation as configured."""
         c = self.cfg
+        if c.scans or c.preprocess:
+            return _views(clouds, c.points, self.rng, c.preprocess, c.scans, c.augment)
         return _subset(clouds, c.points, self.rng, c.augment, c.bootstrap, c.jitter)
 
     def _batches(self, limit: int | None = None):
@@ -255,8 +288,13 @@ class Trainer:
         labels = torch.from_numpy(self.val_labels)
         ce = F.cross_entropy(logits, labels).item()
         rate = bits.mean().item()
-        return {"val_loss": rate + self.cfg.lmbda * ce, "val_bits": rate, "val_ce": ce,
-                "val_accuracy": (logits.argmax(1) == labels).float().mean().item()}
+        correct = (logits.argmax(1) == labels).float()
+        out = {"val_loss": rate + self.cfg.lmbda * ce, "val_bits": rate, "val_ce": ce,
+               "val_accuracy": correct.mean().item()}
+        if len(labels) > self.val_clean:
+            out["val_accuracy_clean"] = correct[:self.val_clean].mean().item()
+            out["val_accuracy_scan"] = correct[self.val_clean:].mean().item()
+        return out
 
     def train_epoch(self) -> dict:
         self.model.train()
@@ -323,7 +361,9 @@ class Trainer:
                       "wall_s": round(self.wall, 1)}
             log.write(json.dumps(record) + "\n")
             log.flush()
-            print(f"epoch {self.epoch}: bits {val['val_bits']:.1f} acc {val['val_accuracy']:.4f} "
+            scan_acc = f" (clean {val['val_accuracy_clean']:.4f} scan {val['val_accuracy_scan']:.4f})" \
+                if "val_accuracy_scan" in val else ""
+            print(f"epoch {self.epoch}: bits {val['val_bits']:.1f} acc {val['val_accuracy']:.4f}{scan_acc} "
                   f"loss {val['val_loss']:.2f} ({self.wall:.0f}s)", flush=True)
             if improved:
                 self._save("best.pt")

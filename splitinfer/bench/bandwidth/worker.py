@@ -75,7 +75,7 @@ class Worker:
         t0 = time.perf_counter()
         if kind == "edge":
             m = self.repo.load(p["model"])
-            x = preprocess(cloud, m.points, 0)[None]
+            x = m.preprocess(cloud, 0)[None]
             logits = m.classify(m.encode_symbols(x).astype(np.float32))
             rec.update(edge_ms=(time.perf_counter() - t0) * 1e3, net_ms=0.0, server_ms=0.0, bytes=0,
                        label=int(np.argmax(logits[0])))
