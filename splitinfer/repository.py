@@ -383,8 +383,12 @@ SIZES = ("full", "lite", "micro")
 
 
 def pick_models(repo, names: list[str] | None = None, sizes=SIZES) -> list:
-    """The configs to demo: those named, or the most accurate of each size."""
-    configs = repo.list("pointcloud-classification")
+    """The configs to demo: those named, or the most accurate of each size among the versions a
+    bare name serves (the newest of each name)."""
+    newest: dict[str, ModelConfig] = {}
+    for c in repo.list("pointcloud-classification"):   # name then version order
+        newest[c.name] = c
+    configs = list(newest.values())
     if names:
         return [repo.config(n) for n in names]
     chosen = []
