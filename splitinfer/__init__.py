@@ -1,2 +1,2 @@
 """splitinfer: edge-cloud split inference with learned compression."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
