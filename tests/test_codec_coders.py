@@ -40,7 +40,7 @@ def sample_latents(sample):
     for cfg in shipped_models():
         m = PointCloudModel(cfg)
         x = np.stack([preprocess(p, m.points, 0) for p in sample["points"]])
-        out[cfg.name] = (m.tables, m.encode_symbols(x).astype(np.int32))
+        out[cfg.ref] = (m.tables, m.encode_symbols(x).astype(np.int32))
     return out
 
 
