@@ -46,6 +46,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--limit", type=positive_int, help="stream only the first N clouds (N >= 1)")
     s.add_argument("--seed", type=int, default=0, help="point sampling seed")
     s.add_argument("--mesh-points", type=int, default=2048, help="points sampled from each mesh")
+    s.add_argument("--min-points", type=positive_int, default=8,
+                   help="refuse a frame with fewer valid (finite) points (default 8); NaN and "
+                        "infinite points are dropped and counted in the frame's record")
     s.add_argument("--fields", default="xyzi",
                    help="float32 record layout of .bin scans, e.g. xyzi (KITTI, default) or xyz")
     s.add_argument("--coder", choices=["auto", "constriction", "python"],
@@ -136,7 +139,7 @@ def run(a: argparse.Namespace) -> int:
                             tls_ca=a.tls_ca, tls_server_name=a.tls_server_name, window=a.window,
                             reconnect_timeout_s=a.reconnect_timeout, seed=a.seed,
                             slowdown=a.device_slowdown, lb=a.lb, top_k=max(0, a.top_k),
-                            timings=a.timings)
+                            timings=a.timings, min_points=a.min_points)
     except ValueError as e:  # a --server list that is not addresses
         print(f"error: {e}", file=sys.stderr)
         return 2

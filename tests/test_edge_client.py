@@ -48,6 +48,8 @@ def test_stream_cli_end_to_end_without_torch(tmp_path, micro, blocker, sample):
     o3d.io.write_point_cloud(str(d / "chair" / "chair_0001.ply"),
                              o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sample["points"][idx].astype(float))))
     np.savez(d / "few.npz", points=sample["points"][:5], labels=sample["labels"][:5], classes=sample["classes"])
+    holes = np.vstack([sample["points"][1], np.full((17, 3), np.nan)])  # an organised frame's holes
+    np.save(d / "holes.npy", holes)
     srv = start_server([micro], blocker=blocker)
     try:
         out = tmp_path / "stream.json"
@@ -58,8 +60,9 @@ def test_stream_cli_end_to_end_without_torch(tmp_path, micro, blocker, sample):
     assert r.returncode == 0, r.stderr + r.stdout
     data = json.loads(out.read_text())
     frames, s = data["frames"], data["summary"]
-    assert len(frames) == 6 and s["frames_sent"] == 6 and s["acknowledged"] == 6 and s["lost"] == 0
+    assert len(frames) == 7 and s["frames_sent"] == 7 and s["acknowledged"] == 7 and s["lost"] == 0
     assert s["labelled"] == 6 and s["accuracy"] is not None       # from the npz, and the chair/ folder
+    assert sorted(f["dropped_points"] for f in frames) == [0] * 6 + [17]   # dropped and counted
     for f in frames:
         assert {"seq", "label", "class_name", "bits", "encode_ms", "rtt_ms", "top"} <= set(f)
         assert f["bits"] > 0 and f["encode_ms"] > 0 and f["rtt_ms"] > 0

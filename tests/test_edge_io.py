@@ -88,7 +88,7 @@ def test_folders_are_walked_and_labels_come_from_the_path(tmp_path, sample):
 
 @pytest.mark.parametrize("bad,message", [
     (np.full((10, 3), np.nan), "NaN or infinite"),
-    (np.array([[0, 0, 0], [np.inf, 1, 1]]), "NaN or infinite"),
+    (np.array([[np.nan, 0, 0], [np.inf, 1, 1]]), "NaN or infinite"),
     (np.zeros((0, 3)), "empty"),
     (np.zeros((10, 2)), "shape"),
     (np.zeros((2, 10, 4)), "shape"),
@@ -103,7 +103,7 @@ def test_bad_arrays_name_the_file(tmp_path, bad, message):
 
 
 def test_bad_files_name_the_file(tmp_path):
-    cases = {"missing.ply": None, "cloud.doc": "1 2 3\n", "empty.xyz": "", "nan.xyz": "nan 1 2\n0 0 0\n",
+    cases = {"missing.ply": None, "cloud.doc": "1 2 3\n", "empty.xyz": "", "nan.xyz": "nan 1 2\ninf 0 0\n",
              "broken.off": "OFF\n3 1 0\n0 0\n"}
     for name, text in cases.items():
         path = tmp_path / name
@@ -317,3 +317,20 @@ def test_open3d_only_formats_say_what_to_install(tmp_path):
             "except InvalidPointCloud as e:\n    assert 'splitinfer[viz]' in str(e), e\n"
             "else:\n    raise SystemExit('no error')\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_sensor_files_keep_their_nan_holes_for_the_edge_to_count(tmp_path, sample):
+    """An organised depth frame stores NaN for pixels without a return: the file is read whole,
+    and the edge drops and counts the holes per frame (too few valid points stays an error)."""
+    cloud = sample["points"][0].astype(np.float32)
+    frame = np.vstack([cloud[:500], np.full((40, 3), np.nan, np.float32), cloud[500:]])
+    np.save(tmp_path / "frame.npy", frame)
+    (tmp_path / "frame.xyz").write_text("\n".join(" ".join(map(str, p)) for p in frame) + "\n")
+    for name in ("frame.npy", "frame.xyz"):
+        pts = read_file(tmp_path / name)[0].points
+        assert pts.shape == frame.shape and int(np.isnan(pts).any(axis=1).sum()) == 40
+    from edge_client import EdgeClient
+    with EdgeClient("127.0.0.1:1", "micro-p1024-l16000@1") as client:
+        _, _, dropped = client.encode_frame(read_file(tmp_path / "frame.npy")[0].points,
+                                            "micro-p1024-l16000@1", container=True)
+    assert dropped == 40

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from . import formats
-from .preprocess import InvalidPointCloud, validate
+from .preprocess import InvalidPointCloud, sensor_frame, validate
 
 TEXT_SUFFIXES = (".xyz", ".xyzn", ".xyzrgb", ".pts", ".txt", ".asc")
 CLOUD_SUFFIXES = (".ply", ".pcd", ".bin") + TEXT_SUFFIXES
@@ -121,7 +121,7 @@ def read_point_cloud(path: str | Path, fields: str = BIN_FIELDS) -> np.ndarray:
         raise InvalidPointCloud(f"{path}: cannot read the file ({e.strerror or e})") from None
     if len(pts) == 0:
         raise InvalidPointCloud(f"{path}: the point cloud is empty")
-    return validate(pts, str(path))
+    return sensor_frame(pts, str(path), min_points=1)   # NaN holes kept: the edge drops and counts them
 
 
 def _array_clouds(path: Path, arr: np.ndarray, labels=None, names=None, classes=None) -> list[Cloud]:
@@ -150,7 +150,7 @@ def _array_clouds(path: Path, arr: np.ndarray, labels=None, names=None, classes=
         label = int(labels[i]) if labels is not None else None
         label_name = str(classes[label]) if classes is not None and label is not None \
             and 0 <= label < len(classes) else None
-        out.append(Cloud(name, validate(pts, name), label, label_name))
+        out.append(Cloud(name, sensor_frame(pts, name, min_points=1), label, label_name))
     return out
 
 

@@ -67,6 +67,15 @@ def validate(points: np.ndarray, name: str = "input") -> np.ndarray:
     return a
 
 
+def sensor_frame(points: np.ndarray, name: str = "input", min_points: int = MIN_POINTS) -> np.ndarray:
+    """A cloud as a sensor delivers it, checked but kept whole: (N, 3), numeric, non-empty, with at
+    least ``min_points`` finite points. NaN / infinite rows (the holes of an organised depth frame)
+    stay in: the edge drops and counts them per frame (:func:`finite_points`)."""
+    finite_points(points, name, min_points)
+    a = _as_array(points, name)
+    return a.astype(np.float32) if np.abs(a[np.isfinite(a)]).max(initial=0) < 1e38 else a.astype(np.float64)
+
+
 def finite_points(points: np.ndarray, name: str = "input",
                   min_points: int = MIN_POINTS) -> tuple[np.ndarray, int]:
     """The finite rows of a sensor frame (N, 3) and how many were dropped. Coordinates beyond
