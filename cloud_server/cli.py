@@ -65,7 +65,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, how long in-flight calls may take to finish")
     s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     s.add_argument("--ready-file", help="write {port, metrics_port, pid, models} as JSON once serving")
-    s.add_argument("--log-level", default="INFO")
+    s.add_argument("--log-level", default="INFO", help="logging level: DEBUG, INFO (default), WARNING, ERROR")
     s.add_argument("--workers", type=int, default=0,
                    help="server processes sharing the port (SO_REUSEPORT) under a supervisor that "
                         "aggregates their metrics and drains them all on SIGTERM (default 0: one "

@@ -589,12 +589,12 @@ def register(subparsers) -> None:
     b.add_argument("--duration", type=float, default=2.0, help="measured seconds per point and repeat")
     b.add_argument("--repeats", type=int, default=3, help="alternating repeats per point (medians reported)")
     b.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each point")
-    b.add_argument("--max-batch-size", type=int, default=64)
-    b.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    b.add_argument("--max-batch-size", type=int, default=64, help="the servers' dynamic batch size (default 64)")
+    b.add_argument("--max-queue-delay-ms", type=float, default=0.0, help="the servers' batching delay (default 0: greedy)")
     b.add_argument("--batch-executor", choices=["inline", "thread"], default="inline",
                    help="the servers' --batch-executor (both configurations)")
     b.add_argument("--procs", type=int, help="load-generator processes (default: cpus/2, 1..4)")
-    b.add_argument("--echo-requests", type=int, default=2000)
+    b.add_argument("--echo-requests", type=int, default=2000, help="unary calls timed against the unary echo (default 2000)")
     b.add_argument("--profile", metavar="PATH",
                    help="also profile the one-worker batching server at the most streams with py-spy "
                         "(collapsed stacks to PATH, microseconds per frame by category in the JSON)")

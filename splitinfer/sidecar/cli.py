@@ -14,7 +14,7 @@ from . import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYT
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     p.add_argument("--models", help="model repository (default: $SPLITINFER_MODELS or ./models)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
                    help="largest upload in MiB (larger: 413)")
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=0,
                    help="codec jobs at once per process (default: the CPU count)")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"], help="uvicorn's log level")
     p.set_defaults(func=run)
     return p
 

@@ -99,11 +99,11 @@ def register(subparsers) -> None:
     b.add_argument("--bandwidths", help="Mbit/s, comma-separated (default per mode)")
     b.add_argument("--device-slowdown", default=",".join(f"{k:g}" for k in SLOWDOWNS), metavar="K[,K]",
                    help="edge compute x K (K=1 is always reported; default 1,8)")
-    b.add_argument("--draco-qbits", default=",".join(str(q) for q in DRACO_QBITS))
-    b.add_argument("--sizes", default="full,lite,micro")
+    b.add_argument("--draco-qbits", default=",".join(str(q) for q in DRACO_QBITS), help="Draco quantization bits of the cloud-only pipelines, comma-separated")
+    b.add_argument("--sizes", default="full,lite,micro", help="codec sizes of the split pipelines (default full,lite,micro)")
     b.add_argument("--cell-seconds", type=float, help="time per (pipeline, bandwidth) cell")
-    b.add_argument("--min-frames", type=int)
-    b.add_argument("--max-frames", type=int)
+    b.add_argument("--min-frames", type=int, help="frames per cell at least (default: the mode's)")
+    b.add_argument("--max-frames", type=int, help="frames per cell at most (default: the mode's)")
     b.add_argument("--rtt-ms", type=float, default=0.0,
                    help="add a round-trip propagation delay to every networked frame (application-level; no netem)")
     b.add_argument("--no-sweep", action="store_true", help="only the adaptive experiment")
@@ -119,5 +119,5 @@ def register(subparsers) -> None:
     b.add_argument("--window", type=int, default=64, help="adaptive: frames in flight")
     b.add_argument("--fixed-model", help="adaptive: the fixed client's model (default the family's most accurate)")
     b.add_argument("--adaptive-slowdown", type=float, default=1.0, help="adaptive: device slowdown K")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=_run)
