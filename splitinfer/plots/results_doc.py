@@ -60,19 +60,56 @@ def bandwidth_crossover_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def wire_bytes_markdown(result: dict) -> str:
+    """Uplink / downlink L2 bytes per frame (the link's counters) per pipeline and link rate."""
+    rates = [float(b) for b in result["bandwidths"]]
+    cells = {(c["pipeline"], float(c["bandwidth_mbit"])): c for c in result["cells"]
+             if c.get("wire_bytes_per_frame")}
+    out = ["| pipeline | payload B (the 0.1 Mbit/s cell) | " + " | ".join(f"{r:g} Mbit/s" for r in rates) + " |",
+           "|---|---:|" + "---:|" * len(rates)]
+    for p in result["pipelines"]:
+        row = [cells.get((p["id"], r)) for r in rates]
+        if not any(row):
+            continue
+        at = cells.get((p["id"], 0.1)) or next(c for c in row if c)   # the 0.1 Mbit/s cell's frames
+        payload = at["payload_bytes_mean"]
+        out.append(f"| {p['id']} | {payload:.1f} | " + " | ".join(
+            "-" if c is None else f"{c['wire_bytes_per_frame']['up']:.0f} / {c['wire_bytes_per_frame']['down']:.0f}"
+            for c in row) + " |")
+    return "\n".join(out)
+
+
+def soak_markdown(result: dict) -> str:
+    cfg, lat, rss = result["config"], result["latency_ms"], result["rss_mb"]
+
+    def count(v) -> int:   # a total, or counts by status code
+        return int(sum(v.values())) if isinstance(v, dict) else int(v)
+    return (f"`{cfg['command']}` ({cfg['model']}, {cfg['streams']} streams, window {cfg['window']}, "
+            f"{cfg['machine']}): {result['answered']:,} frames answered in {result['duration_s']:.0f} s "
+            f"({result['throughput_per_s']:,.0f}/s), p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+            f"{count(result['frame_errors'])} frame and {count(result['stream_errors'])} stream errors; server RSS "
+            f"{rss['first']:.0f} -> {rss['last']:.0f} MiB (max {rss['max']:.0f}).")
+
+
+SERVER_COLUMNS = (("batching", "1 worker, batching"), ("batching_w2", "2 workers"),
+                  ("no_batching", "no batching"), ("echo", "bare gRPC echo"))
+
+
 def server_markdown(result: dict) -> str:
-    """Throughput and latency with dynamic batching against batch size 1, per number of streams."""
-    on = {p["streams"]: p for p in result["configs"]["batching"]["points"]}
-    off_key = next(k for k in result["configs"] if k != "batching")
-    off = {p["streams"]: p for p in result["configs"][off_key]["points"]}
-    out = ["| streams | batching: clouds/s, p50 / p99 ms (mean batch) | no batching: clouds/s, p50 / p99 ms | ratio |",
-           "|---:|---|---|---:|"]
-    for s in sorted(on):
-        a, b = on[s], off.get(s, {})
-        ratio = a["clouds_per_s"] / b["clouds_per_s"] if b.get("clouds_per_s") else None
-        plain = f"{b['clouds_per_s']:,.0f}, {b['p50_ms']:.2f} / {b['p99_ms']:.2f}" if b else "-"
-        out.append(f"| {s} | {a['clouds_per_s']:,.0f}, {a['p50_ms']:.2f} / {a['p99_ms']:.2f} "
-                   f"({a['mean_batch_size']:.1f}) | {plain} | " + (f"{ratio:.2f}x |" if ratio else "- |"))
+    """Clouds/s (p50 / p99 ms) of each server configuration per number of streams, every one
+    beside the bare grpc.aio echo of the same run, and the unary round trip against its echo."""
+    configs = result["configs"]
+    cols = [(k, title) for k, title in SERVER_COLUMNS if k in configs]
+    by = {k: {p["streams"]: p for p in configs[k]["points"]} for k, _ in cols}
+    out = ["| streams | " + " | ".join(f"{t}: clouds/s, p50 / p99 ms" for _, t in cols) + " |",
+           "|---:|" + "---|" * len(cols)]
+    for n in sorted(by[cols[0][0]]):
+        cells = []
+        for k, _ in cols:
+            q = by[k].get(n)
+            cells.append("-" if q is None else f"{q['clouds_per_s']:,.0f}, {q['p50_ms']:.2f} / "
+                         f"{q['p99_ms']:.2f}" + ("" if k == "echo" else f" ({q['fraction_of_echo']:.0%} of the echo)"))
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
     e = result.get("echo")
     if e:
         out += ["", f"Unary round trip {e['classify_p50_ms']:.2f} ms (p50) against a bare gRPC echo of the "
@@ -83,8 +120,9 @@ def server_markdown(result: dict) -> str:
 def results_markdown(results: str | Path = "results") -> str:
     """The whole of docs/results.md."""
     r = Path(results)
-    bw = _read(r / "bandwidth" / "bandwidth_short_v1.json")
-    server = _read(r / "bench" / "server.json")
+    bw = _read(r / "bandwidth" / "bandwidth_short.json")
+    soak = _read(r / "soak" / "soak.json")
+    server = _read(r / "server" / "server.json")
     parts = [
         "# Results",
         "",
@@ -124,14 +162,17 @@ def results_markdown(results: str | Path = "results") -> str:
         "",
         "## Serving: throughput and latency (`splitinfer bench server`)",
         "",
-        "Two servers side by side (dynamic batching on, and batch size 1), the full model's real "
-        "payloads, one frame in flight per stream, medians of 3 alternating repeats.",
+        "Servers side by side in one run (one worker with dynamic batching, two workers, batch size "
+        "1) and a bare grpc.aio echo of the same message size from the same load processes; the "
+        "full model's real payloads, one frame in flight per stream, medians of 3 alternating "
+        "repeats. Where a frame's time goes: docs/performance.md; replicas behind HAProxy: "
+        "docs/deploy.md.",
         "",
-        "![bench server](../results/bench/server.png)",
+        "![bench server](../results/server/server.png)",
         "",
-        server_markdown(server) if server else "*(results/bench/server.json not generated yet)*",
+        server_markdown(server) if server else "*(results/server/server.json not generated yet)*",
         "",
-        "<!-- scale-out: throughput against workers and replicas (deploy/scale) goes here -->",
+
         "",
         "## Latency against bandwidth (`splitinfer bench bandwidth`)",
         "",
@@ -139,15 +180,22 @@ def results_markdown(results: str | Path = "results") -> str:
         "network namespaces joined by a veth pair whose uplink is shaped by `tc tbf`, 120 sample "
         "clouds; method and the loopback-relay variant in [bandwidth.md](bandwidth.md).",
         "",
-        "![latency vs bandwidth](../results/bandwidth/bandwidth_short_v1.png)",
+        "![latency vs bandwidth](../results/bandwidth/bandwidth_short.png)",
         "",
         bandwidth_latency_markdown(bw) if bw else "*(bandwidth results not generated yet)*",
         "",
         bandwidth_crossover_markdown(bw) if bw else "",
         "",
-        "![adaptive rate](../results/bandwidth/bandwidth_short_v1_adaptive.png)",
+        "![adaptive rate](../results/bandwidth/bandwidth_short_adaptive.png)",
         "",
-        "<!-- protocol v2: bytes per frame on the wire against v1 goes here -->",
+        "### Bytes per frame on the wire (protocol v2)",
+        "",
+        "Uplink / downlink bytes per frame from the shaped link's counters (whole L2 frames: "
+        "Ethernet, IP, TCP, HTTP/2 and gRPC framing included); why a 3-byte latent costs ~110-180 "
+        "bytes, and what each setting saves: [protocol.md](protocol.md). The protocol v1 run: "
+        "`results/bandwidth/bandwidth_short_v1.*`.",
+        "",
+        wire_bytes_markdown(bw) if bw else "",
         "",
         "## Images: adaptive encoding distributions (Kodak, 24 images)",
         "",
@@ -169,9 +217,20 @@ def results_markdown(results: str | Path = "results") -> str:
         "",
         _text(r / "motion" / "summary.md").replace("# Latent motion analysis", "### Latent motion analysis"),
         "",
-        "<!-- scan accuracy (real scans, partial clouds) goes here -->",
+        "## Single-view scans (`splitinfer eval pointcloud --scans 0`)",
         "",
-        "<!-- soak: hours under load, memory and error counts go here -->",
+        "The ModelNet40 test set as clean clouds and through the scan simulator (seed 0); version 2 "
+        "models are trained on clean clouds mixed with scans. Method: [scans.md](scans.md).",
+        "",
+        "![clean and scans](../results/pointcloud/rate_accuracy_scans.png)",
+        "",
+        _text(r / "pointcloud" / "scans_table.md"),
+        "",
+        "## Under load (`splitinfer bench soak`)",
+        "",
+        soak_markdown(soak) if soak else "*(results/soak/soak.json not generated yet)*",
+        "",
+        "![soak](../results/soak/soak.png)",
         "",
     ]
     return "\n".join(parts)
