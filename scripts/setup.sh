@@ -48,7 +48,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   case "$profile" in
     runtime) .venv/bin/python -m pip install -q -e ".[edge,viz,cloud,sidecar]" ;;
-    dev)     .venv/bin/python -m pip install -q -e ".[edge,viz,cloud,sidecar,train,motion,test]" ;;
+    dev)     .venv/bin/python -m pip install -q -e ".[edge,viz,cloud,sidecar,train,motion,test,profile]" ;;
   esac
   touch "$stamp"
 fi
