@@ -9,16 +9,20 @@ fresh clone works without ../shared.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from splitinfer.data import DATASETS  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "modelnet40"))
+    p.add_argument("--data", default=str(DATASETS / "modelnet40"), help="ModelNet40 folder (default ../shared/datasets/modelnet40)")
     p.add_argument("--per-class", type=int, default=3)
     p.add_argument("--out", default=str(ROOT / "splitinfer" / "data" / "sample_modelnet40.npz"))
     a = p.parse_args()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+from ..data import DATASETS as SHARED  # noqa: E402
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 
 

@@ -18,12 +18,13 @@ import torch.nn.functional as F
 __all__ = ["SAMPLE_DIR", "sample_paths", "default_data_dir", "default_video_dir", "load_image",
            "make_canvas", "centre_crop", "list_images"]
 
+from ..data import DATASETS  # noqa: E402
+
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shared_candidates(rel: str) -> list[Path]:
-    return [_ROOT.parent / "shared" / "datasets" / rel, Path.cwd() / ".." / "shared" / "datasets" / rel]
+    return [DATASETS / rel, Path.cwd() / ".." / "shared" / "datasets" / rel]
 
 
 def default_data_dir() -> Path | None:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "modelnet40"
+from ..data import DATASETS
+
+DEFAULT_DATA = DATASETS / "modelnet40"
 CLOUD_POINTS = 1024
 
 
