@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from .options import add_connection_arguments, token_from_args
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="point-cloud files (.ply .pcd .xyz .pts .txt .bin), meshes (.off .obj; "
                         ".stl .gltf .glb with open3d), .npy/.npz arrays, or folders of them")
-    s.add_argument("--server", default=os.environ.get("SPLITINFER_SERVER", "127.0.0.1:50051"),
-                   help="HOST:PORT of the cloud server (default 127.0.0.1:50051 or $SPLITINFER_SERVER)")
+    add_connection_arguments(s)
     s.add_argument("--model", help="model name, e.g. micro-p1024-l1000 (required without --family)")
     s.add_argument("--family", help="adaptive rate: candidate models (names, sizes full/lite/micro, or all)")
     s.add_argument("--latency-budget", type=float, metavar="MS",
@@ -54,13 +54,6 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--coder", choices=["auto", "constriction", "python"],
                    help="range coder: constriction (fast, where it installs), python (everywhere; "
                         "the same bytes), auto (default; env SPLITINFER_CODER)")
-    s.add_argument("--token", default=os.environ.get("SPLITINFER_TOKEN"),
-                   help="bearer token (default $SPLITINFER_TOKEN)")
-    s.add_argument("--token-file", help="token file (one token per line, lines starting with '#' "
-                                        "ignored): its first token is sent")
-    s.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
-    s.add_argument("--tls-ca", help="PEM root certificate of the server (implies --tls)")
-    s.add_argument("--tls-server-name", help="name on the server's certificate, when not the host")
     s.add_argument("--lb", choices=["round_robin", "pick_first"],
                    help="client-side load balancing over the addresses of --server: a dns:/// name "
                         "(e.g. a Kubernetes headless Service) or ip:port,ip:port (docs/deploy.md)")
@@ -119,12 +112,9 @@ def run(a: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from splitinfer.tokens import TokenFileError, read_token, valid_token
-    token = (a.token or "").strip() or None
+    from splitinfer.tokens import TokenFileError
     try:
-        token = read_token(a.token_file) if a.token_file else token
-        if token is not None and not valid_token(token):
-            raise TokenFileError("--token is printable ASCII without spaces")
+        token = token_from_args(a)
     except TokenFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

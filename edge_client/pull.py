@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .options import add_connection_arguments, token_from_args
+
 
 class PullError(RuntimeError):
     pass
@@ -126,11 +128,11 @@ def pull_model(client, ref: str, out: str | Path, timeout_s: float = 120.0) -> P
 
 
 def _run(a: argparse.Namespace) -> int:
-    from splitinfer.tokens import TokenFileError, read_token
+    from splitinfer.tokens import TokenFileError
 
     from .client import ClassifyError, EdgeClient
     try:
-        token = read_token(a.token_file) if a.token_file else ((a.token or "").strip() or None)
+        token = token_from_args(a)
         with EdgeClient(a.server, token=token, tls=a.tls, tls_ca=a.tls_ca,
                         tls_server_name=a.tls_server_name) as client:
             dest = pull_model(client, a.model, a.out, a.timeout)
@@ -146,15 +148,7 @@ def add_parser(models_sub) -> None:
     m = models_sub.add_parser("pull", help="fetch a served model's edge half from a server",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("model", metavar="NAME[@VERSION]")
-    m.add_argument("--server", default=os.environ.get("SPLITINFER_SERVER", "127.0.0.1:50051"),
-                   help="HOST:PORT of the cloud server (default 127.0.0.1:50051 or $SPLITINFER_SERVER)")
     m.add_argument("--out", default="models", help="model repository to write into (default models/)")
-    m.add_argument("--token", default=os.environ.get("SPLITINFER_TOKEN"),
-                   help="bearer token (default $SPLITINFER_TOKEN)")
-    m.add_argument("--token-file", help="token file (one token per line, lines starting with '#' "
-                                        "ignored): its first token is sent")
-    m.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
-    m.add_argument("--tls-ca", help="PEM root certificate of the server (implies --tls)")
-    m.add_argument("--tls-server-name", help="name on the server's certificate, when not the host")
+    add_connection_arguments(m)
     m.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole transfer")
     m.set_defaults(func=_run)
