@@ -28,6 +28,7 @@ trimming of :mod:`..entropy_coder` find the shortest byte string without trial d
 """
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 
 import numpy as np
@@ -204,39 +205,22 @@ class Decoder:
         return self._point, self._lower, self._range, self._pos
 
     def decode_rows(self, model: RowsModel) -> np.ndarray:
-        out = [0] * len(model.cdf_lists)
+        return self._decode_cdfs(model.cdf_lists, len(model.cdf_lists))
+
+    def decode_iid(self, model: IidModel, n: int) -> np.ndarray:
+        return self._decode_cdfs(itertools.repeat(model.cdf_list, int(n)), int(n))
+
+    def _decode_cdfs(self, cdfs, n: int) -> np.ndarray:
+        """One symbol under each of ``n`` integer CDFs (each ending at the total)."""
+        out = [0] * n
         point, lower, rng, pos = self._step_state()
         words, nwords = self._words, len(self._words)
-        for k, cdf in enumerate(model.cdf_lists):
+        for k, cdf in enumerate(cdfs):
             scale = rng >> PRECISION
             q = ((point - lower) & _MASK64) // scale
             if q >= _TOTAL:
                 raise InvalidData()
             s = bisect_right(cdf, q) - 1
-            left = cdf[s]
-            lower = (lower + scale * left) & _MASK64
-            rng = scale * (cdf[s + 1] - left)
-            if rng < _WORD:
-                lower = (lower << 32) & _MASK64
-                rng <<= 32
-                point = ((point << 32) & _MASK64) | (words[pos] if pos < nwords else 0)
-                pos += 1
-            out[k] = s
-        self._point, self._lower, self._range, self._pos = point, lower, rng, pos
-        return np.array(out, dtype=np.int64)
-
-    def decode_iid(self, model: IidModel, n: int) -> np.ndarray:
-        cdf = model.cdf_list
-        last = len(cdf) - 2
-        out = [0] * int(n)
-        point, lower, rng, pos = self._step_state()
-        words, nwords = self._words, len(self._words)
-        for k in range(int(n)):
-            scale = rng >> PRECISION
-            q = ((point - lower) & _MASK64) // scale
-            if q >= _TOTAL:
-                raise InvalidData()
-            s = bisect_right(cdf, q, 0, last + 1) - 1
             left = cdf[s]
             lower = (lower + scale * left) & _MASK64
             rng = scale * (cdf[s + 1] - left)
