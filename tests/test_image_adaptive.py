@@ -1,4 +1,4 @@
-"""Adaptive encoding distributions (REFERENCE.md section 2): the torch modules (histogram KDE,
+"""Adaptive encoding distributions (Ulhaq & Bajić, ICIP 2024): the torch modules (histogram KDE,
 h_a,q / h_s,q), a tiny real training run, export, and the torch-free runtime (exact round trips,
 malformed side information), the non-learned baseline and the per-image analysis.
 
